@@ -1,0 +1,64 @@
+//! The running `parquet` sink.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use sluice_connector_sdk::epoch_log::{EpochLog, EpochLogWriter};
+use sluice_connector_sdk::{Epoch, Result, Sink};
+
+use crate::location::Location;
+
+/// The column the sink adds to every row.
+pub const EPOCH_COLUMN: &str = "epoch";
+
+/// Writes each epoch's rows to `epoch-<n>.parquet` under its folder.
+pub struct ParquetSink {
+    writer: EpochLogWriter,
+    schema: SchemaRef,
+}
+
+/// The input columns plus `epoch`.
+pub fn output_schema(input: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(EPOCH_COLUMN, DataType::UInt64, false));
+    Arc::new(Schema::new(fields))
+}
+
+impl ParquetSink {
+    pub fn new(location: Location, input: SchemaRef) -> Self {
+        let schema = output_schema(&input);
+        let log = EpochLog::new(location.store, location.prefix);
+        Self {
+            writer: EpochLogWriter::new(log, schema.clone()),
+            schema,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for ParquetSink {
+    async fn open(&mut self, committed: Epoch) -> Result<()> {
+        let removed = self.writer.log().rollback(committed).await?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                committed,
+                "parquet sink rolled back files of uncheckpointed epochs"
+            );
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, epoch: Epoch, batch: RecordBatch) -> Result<()> {
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.push(Arc::new(UInt64Array::from(vec![epoch; batch.num_rows()])));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        self.writer.write(epoch, &batch).await
+    }
+
+    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        self.writer.commit(epoch).await
+    }
+}

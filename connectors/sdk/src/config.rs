@@ -1,0 +1,74 @@
+//! Connector configs are their own factories: a config is decoded from the pipeline
+//! YAML, checked with `validate`, then asked to `build` the running connector.
+
+use arrow::datatypes::{Schema, SchemaRef};
+
+use crate::{Result, Sink, SinkContext, Source, SourceContext};
+
+/// One problem with a connector's configuration, found before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The key the problem is about, relative to the connector's block; `None` for
+    /// the block as a whole. The engine maps it back to a file, line and column.
+    pub key: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ConfigIssue {
+    pub fn new(key: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.map(str::to_owned),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The decoded configuration of a source. `validate` reports every issue at once.
+pub trait SourceConfig: Send + Sync + std::fmt::Debug {
+    /// Schema of the batches the source emits (the `documents` columns by default).
+    fn schema(&self) -> SchemaRef {
+        crate::documents::schema()
+    }
+
+    /// Semantic checks beyond what decoding caught.
+    fn validate(&self) -> Vec<ConfigIssue> {
+        Vec::new()
+    }
+
+    /// Build the running source.
+    fn build(&self, ctx: &SourceContext) -> Result<Box<dyn Source>>;
+}
+
+/// Where a sink keeps an epoch log that `sluice sql` can read as Parquet.
+#[derive(Debug, Clone)]
+pub struct ParquetLogLocation {
+    /// URL of the folder, e.g. `file:///abs/out/chunks/`.
+    pub url: String,
+    /// Schema of the files (the sink's input plus what the sink adds).
+    pub schema: SchemaRef,
+}
+
+/// The decoded configuration of a sink.
+pub trait SinkConfig: Send + Sync + std::fmt::Debug {
+    /// Checks against the schema the sink will receive.
+    fn validate(&self, input: &Schema) -> Vec<ConfigIssue> {
+        let _ = input;
+        Vec::new()
+    }
+
+    /// Build the running sink for batches of `input`.
+    fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>>;
+
+    /// The Parquet change log this sink writes, if `sluice sql` can read it.
+    fn parquet_log(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<ParquetLogLocation> {
+        let _ = (ctx, input);
+        None
+    }
+}

@@ -1,0 +1,33 @@
+//! The contract between the sluice engine and its connectors.
+//!
+//! A pipeline moves Arrow [`RecordBatch`](arrow::record_batch::RecordBatch)es from one
+//! [`Source`] through stages into one or more [`Sink`]s. The engine drives both sides;
+//! connectors only implement these traits and never reach into engine internals.
+//!
+//! - [`Message`]: what flows on every hop: batches, `Barrier(epoch)` and `End`.
+//! - [`Source`] / [`SourceConfig`]: a source produces batches and snapshots its position
+//!   when the engine cuts an epoch.
+//! - [`Sink`] / [`SinkConfig`]: a sink writes batches and makes an epoch durable on
+//!   `commit`. On open it rolls back anything newer than the last checkpoint.
+//! - [`ConnectorError`]: says whose fault a failure is and whether a retry can help.
+//! - [`documents`]: the column names and schema of the `documents` batch.
+//! - [`epoch_log`]: one Parquet file per epoch with atomic publish and rollback; the
+//!   Parquet sink, stage taps and the dead-letter store all write through it.
+//! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
+
+pub mod config;
+pub mod documents;
+pub mod epoch_log;
+pub mod error;
+pub mod message;
+pub mod sink;
+pub mod source;
+pub mod testkit;
+pub mod units;
+
+pub use config::{ConfigIssue, SinkConfig, SourceConfig};
+pub use error::{ConnectorError, ErrorKind, Result};
+pub use message::{Epoch, Message};
+pub use sink::{Sink, SinkContext};
+pub use source::{DeadLetter, Source, SourceContext, SourceProgress};
+pub use units::{ByteSize, HumanDuration};

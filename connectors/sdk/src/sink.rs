@@ -1,0 +1,44 @@
+//! The sink side of the connector contract.
+
+use std::path::PathBuf;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::{Epoch, Result};
+
+/// What the engine hands a sink when it builds it.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    pub pipeline: String,
+    /// The sink's name in the pipeline (unique per pipeline).
+    pub name: String,
+    /// Folder of the pipeline file; relative paths in the config resolve against it.
+    pub base_dir: PathBuf,
+    /// The pipeline's state folder.
+    pub state_dir: PathBuf,
+}
+
+/// Writes batches and makes each epoch durable.
+///
+/// Invariants:
+/// - `commit(e)` returns only once every row written for `e` is durable; then the
+///   engine may record epoch `e` in the checkpoint.
+/// - Replaying an epoch (the same rows, written again after a crash) changes nothing.
+/// - `open(committed)` discards whatever was committed for epochs after `committed`:
+///   a crash can fall between a sink's commit and the checkpoint that records it.
+#[async_trait::async_trait]
+pub trait Sink: Send {
+    /// Prepare to write; roll back epochs newer than `committed`.
+    async fn open(&mut self, committed: Epoch) -> Result<()>;
+
+    /// Write rows of `epoch`. They need not be durable until `commit`.
+    async fn write(&mut self, epoch: Epoch, batch: RecordBatch) -> Result<()>;
+
+    /// Make everything written for `epoch` durable.
+    async fn commit(&mut self, epoch: Epoch) -> Result<()>;
+
+    /// Release resources after the last commit.
+    async fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

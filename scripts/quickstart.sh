@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up, build, run the quickstart pipeline on the bundled corpus, and query
+# every stage with SQL.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bash scripts/setup.sh
+say "building sluice (the first build compiles Arrow and DataFusion: about 20 minutes on 2 cores)"
+# Built the way the test suite builds it (dev-dependencies unify features), so
+# the quickstart and the tests share one build of the whole stack.
+cargo test --workspace --no-run
+SLUICE="$CARGO_TARGET_DIR/debug/sluice"
+P=pipelines/quickstart.yaml
+"$SLUICE" validate "$P"
+say "running $P"
+"$SLUICE" run "$P"
+say "what each stage produced"
+"$SLUICE" sql --pipeline "$P" "SELECT content_type, count(*) AS documents, sum(length(text)) AS chars FROM parse GROUP BY content_type ORDER BY content_type"
+"$SLUICE" sql --pipeline "$P" "SELECT count(*) AS chunks, avg(token_count) AS avg_tokens, max(token_count) AS max_tokens FROM chunks"
+"$SLUICE" sql --pipeline "$P" "SELECT from_pdf, count(*) AS chunks FROM enriched GROUP BY from_pdf"
+"$SLUICE" sql --pipeline "$P" "SELECT title, chunk_index, substr(text, 1, 60) AS text FROM chunk_store WHERE title IS NOT NULL ORDER BY title, chunk_index LIMIT 5"
+"$SLUICE" dlq list --pipeline "$P"
+say "done: try  $SLUICE sql --pipeline $P \"SELECT * FROM chunk_store LIMIT 3\""

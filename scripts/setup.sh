@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install what sluice needs to build and test, skipping what is already there.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+command -v cargo >/dev/null || { echo "sluice needs Rust (cargo); see https://rustup.rs" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "sluice needs python3 for its fixtures and reference checks" >&2; exit 1; }
+# gcc and pkg-config build the C parts of some crates; protobuf-compiler builds
+# LanceDB's protocol types (the vector sink).
+apt_install gcc g++ pkg-config protobuf-compiler ca-certificates
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi

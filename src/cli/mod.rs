@@ -1,0 +1,115 @@
+//! The command line: one file per subcommand.
+
+mod dlq;
+mod run;
+mod sql;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::inspect::OutputFormat;
+use crate::telemetry::LogFormat;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// The pipeline failed while running.
+pub const EXIT_FAILED: u8 = 1;
+/// The pipeline file, the query or the arguments are invalid.
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Streaming ingest for AI data: documents into chunks, vectors and features"
+)]
+pub struct Cli {
+    /// Log line format (logs go to stderr).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// More logging (-v, -vv). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline: to the end for a bounded source, until Ctrl-C otherwise.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Hide the progress bar even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check pipeline files and print every error with file:line:column.
+    Validate {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Query the stage taps, the sinks and the dead letters of a pipeline.
+    Sql {
+        /// The pipeline file whose tables to query.
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// One read-only query.
+        query: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// The dead-letter store.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest last.
+    List {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// Only letters from this stage (`source` for the source).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only letters whose doc_id contains this.
+        #[arg(long)]
+        doc_id: Option<String>,
+        /// Only letters at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+}
+
+/// Run the parsed command; returns the exit code.
+pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run {
+            pipeline,
+            no_progress,
+        } => run::run(&pipeline, !no_progress).await,
+        Command::Validate { pipelines } => Ok(validate::validate(&pipelines)),
+        Command::Sql {
+            pipeline,
+            query,
+            format,
+        } => sql::sql(&pipeline, &query, format).await,
+        Command::Dlq {
+            command:
+                DlqCommand::List {
+                    pipeline,
+                    stage,
+                    doc_id,
+                    since,
+                    format,
+                },
+        } => dlq::list(&pipeline, stage, doc_id, since, format).await,
+    }
+}

@@ -1,0 +1,93 @@
+//! `sluice run FILE`
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+
+use super::EXIT_OK;
+use crate::runtime::{self, RunOptions};
+use crate::telemetry::PipelineMetrics;
+
+/// Flip `shutdown` on SIGINT or SIGTERM.
+fn on_signal(shutdown: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    let _ = shutdown.send(true);
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        eprintln!("stopping: finishing the current epoch and writing a checkpoint…");
+        let _ = shutdown.send(true);
+    });
+}
+
+/// A progress bar fed from the metrics, for bounded sources on a terminal.
+fn progress(metrics: Arc<PipelineMetrics>, show: bool) -> Option<(ProgressBar, tokio::task::JoinHandle<()>)> {
+    if !show || !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            b.set_length(metrics.items_total.get());
+            b.set_position(metrics.items_done.get());
+            let rows: u64 = metrics.sinks.first().map(|(_, c)| c.get()).unwrap_or(0);
+            b.set_message(format!(
+                "{} / {}, {rows} rows out, {} dead letters",
+                HumanBytes(metrics.bytes_done.get()),
+                HumanBytes(metrics.bytes_total.get()),
+                metrics.dead_letters.get()
+            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Some((bar, task))
+}
+
+pub async fn run(pipeline: &Path, show_progress: bool) -> anyhow::Result<u8> {
+    let plan = crate::spec::load_file(pipeline).map_err(crate::Error::from)?;
+    let (options, shutdown) = RunOptions::new(&plan);
+    on_signal(shutdown);
+    let bar = progress(options.metrics.clone(), show_progress);
+    let result = runtime::run(&plan, options).await;
+    if let Some((bar, task)) = bar {
+        task.abort();
+        bar.finish_and_clear();
+    }
+    let summary = result?;
+    let sinks: Vec<&str> = plan.sinks.iter().map(|s| s.name.as_str()).collect();
+    println!(
+        "{}: {} documents, {} rows to {}, {} dead letters, checkpoint epoch {}, {:.1}s",
+        plan.name,
+        summary.documents,
+        summary.rows_out,
+        sinks.join(", "),
+        summary.dead_letters,
+        summary.epoch,
+        summary.elapsed.as_secs_f64()
+    );
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,195 @@
+//! `sluice sql`: DataFusion over what a pipeline produced.
+//!
+//! Tables: each tapped stage (named after the stage), each sink that keeps a
+//! Parquet change log (`<sink>_log`: every row ever written; `<sink>`: the current
+//! state, the newest epoch of each document with deletes left out), and
+//! `dead_letters`. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL TABLE` are
+//! refused.
+
+pub mod taps;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::plan::Plan;
+use crate::{Error, Result};
+
+/// Options that allow queries only.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Refuse anything but a query, naming what was refused.
+pub fn check_read_only(sql: &str) -> Result<()> {
+    let statements =
+        DFParser::parse_sql(sql).map_err(|e| Error::Sql(format!("cannot parse the query: {e}")))?;
+    if statements.len() != 1 {
+        return Err(Error::Sql(format!(
+            "give exactly one query, found {} statements",
+            statements.len()
+        )));
+    }
+    let refused = match &statements[0] {
+        DfStatement::Statement(s) => match s.as_ref() {
+            Statement::Query(_) => None,
+            Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::Query(_)) => None,
+            Statement::Copy { .. } => Some("COPY"),
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) | Statement::Merge(_) => {
+                Some("DML")
+            }
+            _ => Some("DDL or a statement"),
+        },
+        DfStatement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
+        DfStatement::CopyTo(_) => Some("COPY"),
+        _ => Some("this statement"),
+    };
+    match refused {
+        None => Ok(()),
+        Some(what) => Err(Error::Sql(format!(
+            "refused: {what} is not allowed here; `sluice sql` runs read-only queries (SELECT, WITH, EXPLAIN)"
+        ))),
+    }
+}
+
+fn folder_url(dir: &std::path::Path) -> Result<String> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let abs = std::fs::canonicalize(dir).map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
+    url::Url::from_directory_path(&abs)
+        .map(|u| u.to_string())
+        .map_err(|_| Error::Internal(format!("{} is not absolute", abs.display())))
+}
+
+fn register_parquet(ctx: &SessionContext, name: &str, url: &str, schema: SchemaRef) -> Result<()> {
+    let url = ListingTableUrl::parse(url)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+/// The current state of a change log: each document's newest epoch, without deletes.
+fn current_state_sql(log_table: &str) -> String {
+    format!(
+        "SELECT * EXCLUDE (__newest) FROM (\
+           SELECT *, max(epoch) OVER (PARTITION BY doc_id) AS __newest FROM \"{log_table}\"\
+         ) WHERE epoch = __newest AND op = 'upsert'"
+    )
+}
+
+/// A session with every table of `plan` registered.
+pub async fn session(plan: &Plan) -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    for stage in plan.stages.iter().filter(|s| s.tap) {
+        let url = folder_url(&plan.tap_dir(&stage.name))?;
+        register_parquet(&ctx, &stage.name, &url, stage.output.clone())?;
+    }
+    let input = plan.sink_schema();
+    for sink in &plan.sinks {
+        let Some(log) = sink.config.parquet_log(&plan.sink_context(sink), &input) else {
+            continue;
+        };
+        let log_name = format!("{}_log", sink.name);
+        let has = |c: &str| log.schema.field_with_name(c).is_ok();
+        register_parquet(&ctx, &log_name, &log.url, log.schema.clone())?;
+        if has("doc_id") && has("op") && has("epoch") {
+            let view = ctx.sql(&current_state_sql(&log_name)).await?.into_view();
+            ctx.register_table(sink.name.as_str(), view)?;
+        }
+    }
+    register_parquet(
+        &ctx,
+        "dead_letters",
+        &folder_url(&plan.dlq_dir())?,
+        crate::dlq::schema(),
+    )?;
+    Ok(ctx)
+}
+
+/// Run one read-only query against `plan`'s tables. Returns at least one batch
+/// (empty, with the result's schema, when no row matched).
+pub async fn query(plan: &Plan, sql: &str) -> Result<Vec<RecordBatch>> {
+    check_read_only(sql)?;
+    let ctx = session(plan).await?;
+    let df = ctx.sql_with_options(sql, read_only()).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.collect().await?;
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
+}
+
+/// How `sluice sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+pub fn format(batches: &[RecordBatch], format: OutputFormat) -> Result<String> {
+    match format {
+        OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)?.to_string()),
+        OutputFormat::Json => {
+            let mut w = arrow::json::ArrayWriter::new(Vec::new());
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            let mut out = String::from_utf8(w.into_inner()).map_err(|e| Error::Internal(e.to_string()))?;
+            if out.is_empty() {
+                out.push_str("[]");
+            }
+            Ok(out)
+        }
+        OutputFormat::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                for b in batches {
+                    w.write(b)?;
+                }
+            }
+            String::from_utf8(buf).map_err(|e| Error::Internal(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_read_only;
+
+    #[test]
+    fn only_queries_pass() {
+        assert!(check_read_only("SELECT 1").is_ok());
+        assert!(check_read_only("WITH a AS (SELECT 1) SELECT * FROM a").is_ok());
+        for sql in [
+            "CREATE TABLE t (a INT)",
+            "DROP TABLE chunks",
+            "INSERT INTO t VALUES (1)",
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            "SET datafusion.execution.batch_size = 1",
+            "SELECT 1; SELECT 2",
+        ] {
+            let err = check_read_only(sql).unwrap_err().to_string();
+            assert!(
+                err.contains("refused") || err.contains("exactly one"),
+                "{sql}: {err}"
+            );
+        }
+    }
+}

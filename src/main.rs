@@ -1,0 +1,31 @@
+//! The `sluice` command line. Exit codes: 0 success (also after Ctrl-C, once the
+//! final checkpoint is written); 1 the pipeline failed; 2 an invalid pipeline,
+//! query or arguments.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice::cli::{Cli, EXIT_FAILED, EXIT_INVALID};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    sluice::telemetry::init(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(sluice::cli::execute(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = match e.downcast_ref::<sluice::Error>() {
+                Some(err) if err.is_user_error() => EXIT_INVALID,
+                _ => EXIT_FAILED,
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

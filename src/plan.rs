@@ -1,0 +1,109 @@
+//! The validated pipeline: what `sluice run` executes and `sluice sql` inspects.
+//!
+//! A [`Plan`] only exists when the pipeline file had no errors. Every stage knows
+//! the Arrow schema it receives and the one it produces, so a wrong column name
+//! fails `validate`, never the run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use sluice_connector_sdk::{SinkConfig, SinkContext, SourceConfig, SourceContext};
+
+use crate::stages::StageConfig;
+
+/// Bounds of every channel between two tasks. A batch larger than a bound still
+/// passes, alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelBounds {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for ChannelBounds {
+    fn default() -> Self {
+        ChannelBounds {
+            max_rows: 4096,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PlannedSource {
+    pub kind: String,
+    pub config: Box<dyn SourceConfig>,
+    pub schema: SchemaRef,
+}
+
+#[derive(Debug)]
+pub struct PlannedStage {
+    pub name: String,
+    pub kind: String,
+    pub tap: bool,
+    /// How many batches the stage works on at once (output stays in input order).
+    pub parallelism: usize,
+    pub config: Box<dyn StageConfig>,
+    pub input: SchemaRef,
+    pub output: SchemaRef,
+}
+
+#[derive(Debug)]
+pub struct PlannedSink {
+    pub name: String,
+    pub kind: String,
+    pub config: Box<dyn SinkConfig>,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub name: String,
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// Its folder; relative paths in the file resolve against it.
+    pub base_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub checkpoint_interval: Duration,
+    pub channels: ChannelBounds,
+    /// How many epochs of tap files to keep per stage.
+    pub tap_retain_epochs: u64,
+    pub source: PlannedSource,
+    pub stages: Vec<PlannedStage>,
+    pub sinks: Vec<PlannedSink>,
+}
+
+impl Plan {
+    /// Schema the sinks receive: the output of the last stage, or the source's.
+    pub fn sink_schema(&self) -> SchemaRef {
+        self.stages
+            .last()
+            .map(|s| s.output.clone())
+            .unwrap_or_else(|| self.source.schema.clone())
+    }
+
+    pub fn source_context(&self) -> SourceContext {
+        SourceContext::new(self.name.clone(), self.base_dir.clone())
+    }
+
+    pub fn sink_context(&self, sink: &PlannedSink) -> SinkContext {
+        SinkContext {
+            pipeline: self.name.clone(),
+            name: sink.name.clone(),
+            base_dir: self.base_dir.clone(),
+            state_dir: self.state_dir.clone(),
+        }
+    }
+
+    /// Folder of a stage's tap files.
+    pub fn tap_dir(&self, stage: &str) -> PathBuf {
+        self.state_dir.join("taps").join(&self.name).join(stage)
+    }
+
+    pub fn dlq_dir(&self) -> PathBuf {
+        self.state_dir.join("dlq")
+    }
+
+    pub fn checkpoint_file(&self) -> PathBuf {
+        self.state_dir.join("checkpoint.json")
+    }
+}

@@ -1,0 +1,250 @@
+//! The three kinds of task a pipeline runs: the source driver, a stage driver and
+//! a sink driver. Each loops over its input channel and forwards messages in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use sluice_connector_sdk::{DeadLetter, Epoch, Message, Sink, Source, SourceContext};
+use tokio::sync::{mpsc, watch};
+
+use super::channel::{Receiver, Sender};
+use crate::checkpoint::CoordinatorMsg;
+use crate::dlq::DlqMsg;
+use crate::stages::{StageOutput, Transform};
+use crate::telemetry::metrics::StageMetrics;
+use crate::telemetry::PipelineMetrics;
+use crate::{Error, Result};
+
+/// Send to every output; a closed output means its task failed, which the
+/// supervisor reports, so this only stops.
+async fn broadcast(outputs: &[Sender], msg: Message) -> Result<()> {
+    for out in outputs {
+        out.send(msg.clone())
+            .await
+            .map_err(|_| Error::Internal("a downstream task stopped".into()))?;
+    }
+    Ok(())
+}
+
+pub struct SourceTask {
+    pub source: Box<dyn Source>,
+    pub ctx: SourceContext,
+    pub outputs: Vec<Sender>,
+    pub dlq: mpsc::UnboundedSender<DlqMsg>,
+    pub coordinator: mpsc::Sender<CoordinatorMsg>,
+    pub committed: watch::Receiver<Epoch>,
+    pub shutdown: watch::Receiver<bool>,
+    pub interval: Duration,
+    pub first_epoch: Epoch,
+    pub metrics: Arc<PipelineMetrics>,
+}
+
+impl SourceTask {
+    fn drain_letters(&self, epoch: Epoch) -> bool {
+        let letters: Vec<DeadLetter> =
+            std::mem::take(&mut *self.ctx.dead_letters.lock().expect("dead letters"));
+        if letters.is_empty() {
+            return false;
+        }
+        let _ = self.dlq.send(DlqMsg::Letters { epoch, letters });
+        true
+    }
+
+    /// Cut `epoch`: snapshot the position, tell the coordinator, send the barrier.
+    async fn cut(&mut self, epoch: Epoch) -> Result<()> {
+        let state = self
+            .source
+            .snapshot()
+            .map_err(|e| Error::connector("source", e))?;
+        let _ = self.coordinator.send(CoordinatorMsg::Cut { epoch, state }).await;
+        let _ = self.dlq.send(DlqMsg::Barrier { producer: 0, epoch });
+        broadcast(&self.outputs, Message::Barrier(epoch)).await
+    }
+
+    pub async fn run(mut self) -> Result<()> {
+        let mut epoch = self.first_epoch;
+        let mut dirty = false;
+        let start = tokio::time::Instant::now() + self.interval;
+        let mut tick = tokio::time::interval_at(start, self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *self.shutdown.borrow() {
+                tracing::info!("shutdown requested: writing a final checkpoint");
+                break;
+            }
+            tokio::select! {
+                biased;
+                Ok(()) = self.shutdown.changed() => continue,
+                Ok(()) = self.committed.changed() => {
+                    let e = *self.committed.borrow_and_update();
+                    self.source.committed(e).await.map_err(|err| Error::connector("source", err))?;
+                }
+                _ = tick.tick() => {
+                    if dirty {
+                        self.cut(epoch).await?;
+                        epoch += 1;
+                        dirty = false;
+                    }
+                }
+                next = self.source.next_batch() => {
+                    let next = next.map_err(|e| Error::connector("source", e))?;
+                    if let Some(progress) = self.source.progress() {
+                        let m = &self.metrics;
+                        m.items_total.set(progress.items_total);
+                        m.items_done.set(progress.items_done);
+                        m.bytes_total.set(progress.bytes_total);
+                        m.bytes_done.set(progress.bytes_done);
+                    }
+                    dirty |= self.drain_letters(epoch);
+                    match next {
+                        Some(batch) => {
+                            self.metrics.source_rows.add(batch.num_rows() as u64);
+                            self.metrics.source_batches.add(1);
+                            broadcast(&self.outputs, Message::Batch(batch)).await?;
+                            dirty = true;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        dirty |= self.drain_letters(epoch);
+        if dirty {
+            self.cut(epoch).await?;
+        }
+        let _ = self.dlq.send(DlqMsg::End { producer: 0 });
+        broadcast(&self.outputs, Message::End).await
+    }
+}
+
+pub struct StageTask {
+    pub name: String,
+    pub producer: usize,
+    pub transform: Arc<dyn Transform>,
+    pub parallelism: usize,
+    pub outputs: Vec<Sender>,
+    pub dlq: mpsc::UnboundedSender<DlqMsg>,
+    pub first_epoch: Epoch,
+    pub metrics: Arc<PipelineMetrics>,
+    pub index: usize,
+}
+
+type Running = tokio::task::JoinHandle<Result<StageOutput>>;
+
+impl StageTask {
+    fn stats(&self) -> &StageMetrics {
+        &self.metrics.stages[self.index]
+    }
+
+    async fn emit(
+        &self,
+        epoch: Epoch,
+        done: std::result::Result<Result<StageOutput>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        let out = done.map_err(|e| Error::Stage {
+            stage: self.name.clone(),
+            message: format!("task failed: {e}"),
+        })??;
+        if !out.dead_letters.is_empty() {
+            self.stats().dead_letters.add(out.dead_letters.len() as u64);
+            let _ = self.dlq.send(DlqMsg::Letters {
+                epoch,
+                letters: out.dead_letters,
+            });
+        }
+        self.stats().rows_out.add(out.batch.num_rows() as u64);
+        if out.batch.num_rows() > 0 {
+            broadcast(&self.outputs, Message::Batch(out.batch)).await?;
+        }
+        Ok(())
+    }
+
+    async fn drain(&self, epoch: Epoch, running: &mut FuturesOrdered<Running>) -> Result<()> {
+        while let Some(done) = running.next().await {
+            self.emit(epoch, done).await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `parallelism` batches run at once on the blocking pool; results are
+    /// emitted in input order, and all of them before a barrier is forwarded.
+    pub async fn run(self, mut input: Receiver) -> Result<()> {
+        let mut running: FuturesOrdered<Running> = FuturesOrdered::new();
+        let mut epoch = self.first_epoch;
+        let this = self;
+        loop {
+            tokio::select! {
+                biased;
+                Some(done) = running.next(), if !running.is_empty() => this.emit(epoch, done).await?,
+                msg = input.recv(), if running.len() < this.parallelism => match msg {
+                    Some(Message::Batch(batch)) => {
+                        this.stats().rows_in.add(batch.num_rows() as u64);
+                        this.stats().batches.add(1);
+                        let t = this.transform.clone();
+                        running.push_back(tokio::task::spawn_blocking(move || t.apply(batch)));
+                    }
+                    Some(Message::Barrier(e)) => {
+                        this.drain(epoch, &mut running).await?;
+                        let _ = this.dlq.send(DlqMsg::Barrier { producer: this.producer, epoch: e });
+                        broadcast(&this.outputs, Message::Barrier(e)).await?;
+                        epoch = e + 1;
+                    }
+                    Some(Message::End) | None => {
+                        this.drain(epoch, &mut running).await?;
+                        let _ = this.dlq.send(DlqMsg::End { producer: this.producer });
+                        return broadcast(&this.outputs, Message::End).await;
+                    }
+                },
+            }
+        }
+    }
+}
+
+pub struct SinkTask {
+    pub name: String,
+    pub id: usize,
+    pub sink: Box<dyn Sink>,
+    pub input: Receiver,
+    pub coordinator: mpsc::Sender<CoordinatorMsg>,
+    pub first_epoch: Epoch,
+    pub metrics: Arc<PipelineMetrics>,
+}
+
+impl SinkTask {
+    /// Write batches into the open epoch; on a barrier commit it, then ack.
+    pub async fn run(mut self) -> Result<()> {
+        let mut epoch = self.first_epoch;
+        let what = format!("sink `{}`", self.name);
+        while let Some(msg) = self.input.recv().await {
+            match msg {
+                Message::Batch(batch) => {
+                    let rows = batch.num_rows() as u64;
+                    self.sink
+                        .write(epoch, batch)
+                        .await
+                        .map_err(|e| Error::connector(&what, e))?;
+                    if let Some((_, c)) = self.metrics.sinks.get(self.id) {
+                        c.add(rows);
+                    }
+                }
+                Message::Barrier(e) => {
+                    self.sink
+                        .commit(e)
+                        .await
+                        .map_err(|err| Error::connector(&what, err))?;
+                    let _ = self
+                        .coordinator
+                        .send(CoordinatorMsg::Ack {
+                            epoch: e,
+                            id: self.id,
+                        })
+                        .await;
+                    epoch = e + 1;
+                }
+                Message::End => break,
+            }
+        }
+        self.sink.close().await.map_err(|e| Error::connector(&what, e))
+    }
+}

@@ -1,0 +1,243 @@
+//! Token-aware splitting that tokenizes each document exactly once.
+//!
+//! The text is pre-tokenized and BPE-encoded once (with GitHub's `bpe-openai`, which
+//! gives the same tokens as tiktoken), keeping each token's byte end. Split points
+//! are then chosen on token boundaries only, scored by what precedes them: a
+//! heading, a blank line, a line end, a sentence end, a word start. Nothing is
+//! re-tokenized while searching, which is what makes this fast.
+
+use serde::Deserialize;
+
+/// The OpenAI encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Cl100kBase,
+    O200kBase,
+}
+
+impl Encoding {
+    pub fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+        match self {
+            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+            Encoding::O200kBase => bpe_openai::o200k_base(),
+        }
+    }
+}
+
+/// Which boundaries the splitter prefers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Paragraphs, lines, sentences, then words.
+    #[default]
+    Text,
+    /// Headings first, then as `text`.
+    Markdown,
+}
+
+/// One chunk of a document. `text[byte_start..byte_end]` is the chunk, and so is
+/// the `char_start..char_end` range counted in Unicode scalar values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub byte_start: usize,
+    pub byte_end: usize,
+    pub char_start: usize,
+    pub char_end: usize,
+    /// Tokens of the document inside the chunk.
+    pub token_count: usize,
+}
+
+/// Splits text into chunks of at most `max_tokens` tokens, consecutive chunks
+/// sharing about `overlap_tokens`.
+#[derive(Debug, Clone, Copy)]
+pub struct Splitter {
+    pub encoding: Encoding,
+    pub max_tokens: usize,
+    pub overlap_tokens: usize,
+    pub strategy: Strategy,
+}
+
+/// Byte offsets where each token starts (plus the text length), and whether the
+/// token starts a pre-tokenizer piece.
+struct Tokens {
+    starts: Vec<usize>,
+    piece_start: Vec<bool>,
+}
+
+fn tokenize(tok: &bpe_openai::Tokenizer, text: &str) -> Tokens {
+    let mut starts = Vec::with_capacity(text.len() / 3 + 1);
+    let mut piece_start = Vec::with_capacity(text.len() / 3 + 1);
+    let base = text.as_ptr() as usize;
+    for piece in tok.split(text) {
+        let mut pos = piece.as_ptr() as usize - base;
+        for (j, t) in tok
+            .bpe
+            .encode_via_backtracking(piece.as_bytes())
+            .into_iter()
+            .enumerate()
+        {
+            starts.push(pos);
+            piece_start.push(j == 0);
+            pos += tok.bpe.token_len(t);
+        }
+    }
+    starts.push(text.len());
+    piece_start.push(true);
+    Tokens { starts, piece_start }
+}
+
+impl Splitter {
+    /// Score of a split at byte `p` (the start of a token that begins a piece or
+    /// not). Negative: not allowed (inside a UTF-8 character).
+    fn score(&self, text: &str, p: usize, piece_start: bool) -> i32 {
+        if !text.is_char_boundary(p) {
+            return -1;
+        }
+        let before = &text.as_bytes()[..p];
+        let after = &text.as_bytes()[p..];
+        let line_start = before.last() == Some(&b'\n');
+        if self.strategy == Strategy::Markdown && line_start && after.first() == Some(&b'#') {
+            return 5;
+        }
+        if before.ends_with(b"\n\n") || (line_start && after.first() == Some(&b'\n')) {
+            return 4;
+        }
+        if line_start {
+            return 3;
+        }
+        let sentence_end = matches!(before.last(), Some(b'.' | b'!' | b'?' | b':' | b';'));
+        if sentence_end && after.first().is_some_and(u8::is_ascii_whitespace) {
+            return 2;
+        }
+        if piece_start {
+            return 1;
+        }
+        0
+    }
+
+    /// Split `text`. Every byte of the text is in at least one chunk.
+    pub fn split(&self, text: &str) -> Vec<Span> {
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let toks = tokenize(self.encoding.tokenizer(), text);
+        let n = toks.starts.len() - 1;
+        let max = self.max_tokens.max(1);
+        let mut bounds: Vec<(usize, usize)> = Vec::new(); // token index ranges
+        let mut s = 0usize;
+        loop {
+            if n - s <= max {
+                bounds.push((s, n));
+                break;
+            }
+            let hi = s + max;
+            let lo = s + (max / 2).max(1);
+            let score = |i: usize| self.score(text, toks.starts[i], toks.piece_start[i]);
+            let mut best: Option<(i32, usize)> = None;
+            for i in lo..=hi {
+                let sc = score(i);
+                if sc >= 0 && best.is_none_or(|(b, _)| sc >= b) {
+                    best = Some((sc, i));
+                }
+            }
+            let e = best
+                .map(|(_, i)| i)
+                .or_else(|| (s + 1..lo).rev().find(|&i| score(i) >= 0))
+                .unwrap_or(hi);
+            bounds.push((s, e));
+            // The next chunk starts about `overlap` tokens back, on a word start.
+            let mut ns = e.saturating_sub(self.overlap_tokens).max(s + 1);
+            if ns < e {
+                let word = (ns..e).find(|&i| score(i) >= 1);
+                let any = (ns..e).find(|&i| score(i) >= 0);
+                ns = word.or(any).unwrap_or(e);
+            }
+            s = ns;
+        }
+        self.spans(text, &toks, &bounds)
+    }
+
+    fn spans(&self, text: &str, toks: &Tokens, bounds: &[(usize, usize)]) -> Vec<Span> {
+        let ascii = text.is_ascii();
+        // Starts and ends both only move forward: count characters incrementally.
+        let mut start_cur = (0usize, 0usize);
+        let mut end_cur = (0usize, 0usize);
+        let advance = |cur: &mut (usize, usize), byte: usize| -> usize {
+            if ascii {
+                return byte;
+            }
+            cur.1 += text[cur.0..byte].chars().count();
+            cur.0 = byte;
+            cur.1
+        };
+        bounds
+            .iter()
+            .map(|&(s, e)| {
+                let (byte_start, byte_end) = (toks.starts[s], toks.starts[e]);
+                Span {
+                    byte_start,
+                    byte_end,
+                    char_start: advance(&mut start_cur, byte_start),
+                    char_end: advance(&mut end_cur, byte_end),
+                    token_count: e - s,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Token count of `text` in `encoding` (the same as tiktoken's).
+pub fn count_tokens(encoding: Encoding, text: &str) -> usize {
+    encoding.tokenizer().count(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn splitter(max: usize, overlap: usize, strategy: Strategy) -> Splitter {
+        Splitter {
+            encoding: Encoding::Cl100kBase,
+            max_tokens: max,
+            overlap_tokens: overlap,
+            strategy,
+        }
+    }
+
+    #[test]
+    fn short_text_is_one_chunk() {
+        let spans = splitter(64, 8, Strategy::Text).split("Hello world.");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            (spans[0].byte_start, spans[0].byte_end, spans[0].token_count),
+            (0, 12, 3)
+        );
+    }
+
+    #[test]
+    fn markdown_prefers_headings() {
+        let body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do. ".repeat(3);
+        let text = format!("# One\n\n{body}\n\n# Two\n\n{body}");
+        let spans = splitter(60, 0, Strategy::Markdown).split(&text);
+        assert!(spans.len() >= 2);
+        assert!(
+            text[spans[1].byte_start..].starts_with("# Two"),
+            "{:?}",
+            &text[spans[1].byte_start..][..20]
+        );
+    }
+
+    #[test]
+    fn char_offsets_count_unicode_scalars() {
+        let text = "Grüße aus Köln! ".repeat(40);
+        for sp in splitter(16, 4, Strategy::Text).split(&text) {
+            let by_chars: String = text
+                .chars()
+                .skip(sp.char_start)
+                .take(sp.char_end - sp.char_start)
+                .collect();
+            assert_eq!(by_chars, &text[sp.byte_start..sp.byte_end]);
+        }
+    }
+}

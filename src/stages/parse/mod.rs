@@ -1,0 +1,226 @@
+//! The `parse` stage: `documents` in, text out.
+//!
+//! Output: the input columns without `content`, plus `text` (LargeUtf8) and `title`
+//! (Utf8, nullable). Each document is parsed inside `catch_unwind`; any failure
+//! becomes a dead letter and the row is dropped. `delete` rows pass through with a
+//! null `text`.
+
+mod html;
+mod markdown;
+mod pdf;
+mod text;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, LargeStringBuilder, StringBuilder, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde::Deserialize;
+use sluice_connector_sdk::documents::{CONTENT, CONTENT_TYPE, DOC_ID, OP, OP_DELETE, VERSION};
+use sluice_connector_sdk::{ConfigIssue, DeadLetter, HumanDuration};
+
+use super::{require_column, StageConfig, StageContext, StageOutput, Transform};
+use crate::{Error, Result};
+
+pub const TEXT: &str = "text";
+pub const TITLE: &str = "title";
+
+/// ```yaml
+/// - type: parse
+///   json_text_field: text      # JSON / JSONL: where the text is (dotted path)
+///   json_title_field: title    # where a title is, if there is one
+///   pdf_timeout: 30s           # a PDF that takes longer goes to the DLQ
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+pub struct ParseConfig {
+    #[serde(default = "default_text_field")]
+    pub json_text_field: String,
+    #[serde(default = "default_title_field")]
+    pub json_title_field: Option<String>,
+    #[serde(default = "default_pdf_timeout")]
+    pub pdf_timeout: HumanDuration,
+}
+
+fn default_text_field() -> String {
+    "text".into()
+}
+fn default_title_field() -> Option<String> {
+    Some("title".into())
+}
+fn default_pdf_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig {
+            json_text_field: default_text_field(),
+            json_title_field: default_title_field(),
+            pdf_timeout: default_pdf_timeout(),
+        }
+    }
+}
+
+/// Text and title of one parsed document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub text: String,
+    pub title: Option<String>,
+}
+
+impl StageConfig for ParseConfig {
+    fn validate(&self) -> Vec<ConfigIssue> {
+        if self.pdf_timeout.0.is_zero() {
+            return vec![ConfigIssue::new(Some("pdf_timeout"), "must be more than 0")];
+        }
+        Vec::new()
+    }
+
+    fn plan(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        require_column(input, DOC_ID, &DataType::Utf8, &mut issues);
+        require_column(input, VERSION, &DataType::Utf8, &mut issues);
+        require_column(input, OP, &DataType::Utf8, &mut issues);
+        require_column(input, CONTENT, &DataType::LargeBinary, &mut issues);
+        require_column(input, CONTENT_TYPE, &DataType::Utf8, &mut issues);
+        if !issues.is_empty() {
+            return Err(issues);
+        }
+        let mut fields: Vec<Field> = input
+            .fields()
+            .iter()
+            .filter(|f| f.name() != CONTENT)
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(TEXT, DataType::LargeUtf8, true));
+        fields.push(Field::new(TITLE, DataType::Utf8, true));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    fn build(&self, ctx: &StageContext) -> Result<Arc<dyn Transform>> {
+        Ok(Arc::new(ParseTransform {
+            config: self.clone(),
+            ctx: ctx.clone(),
+        }))
+    }
+}
+
+struct ParseTransform {
+    config: ParseConfig,
+    ctx: StageContext,
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Parse one document by content type. Extra errors are per-part problems (broken
+/// JSONL lines) that do not fail the document.
+pub fn parse_document(
+    config: &ParseConfig,
+    content_type: &str,
+    bytes: &[u8],
+) -> std::result::Result<(Parsed, Vec<String>), String> {
+    let field = config.json_text_field.as_str();
+    let title_field = config.json_title_field.as_deref();
+    let whole = |r: std::result::Result<Parsed, String>| r.map(|p| (p, Vec::new()));
+    let mime = content_type.split(';').next().unwrap_or_default().trim();
+    match mime {
+        "application/pdf" => whole(pdf::parse(bytes, config.pdf_timeout.0)),
+        "text/html" | "application/xhtml+xml" => whole(html::parse(bytes)),
+        "text/markdown" => whole(markdown::parse(bytes)),
+        "text/plain" => whole(text::parse_text(bytes)),
+        "application/json" => whole(text::parse_json(bytes, field, title_field)),
+        "application/x-ndjson" | "application/jsonl" => Ok(text::parse_jsonl(bytes, field, title_field)),
+        other => Err(format!("unsupported content type `{other}`")),
+    }
+}
+
+impl ParseTransform {
+    fn letter(&self, doc_id: &str, version: &str, error: String) -> DeadLetter {
+        DeadLetter {
+            doc_id: doc_id.into(),
+            version: version.into(),
+            stage: self.ctx.name.clone(),
+            error,
+        }
+    }
+}
+
+impl Transform for ParseTransform {
+    fn apply(&self, batch: RecordBatch) -> Result<StageOutput> {
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::Internal(format!("parse input has no `{name}`")))
+        };
+        let doc_ids = col(DOC_ID)?.as_string::<i32>();
+        let versions = col(VERSION)?.as_string::<i32>();
+        let ops = col(OP)?.as_string::<i32>();
+        let contents = col(CONTENT)?.as_binary::<i64>();
+        let types = col(CONTENT_TYPE)?.as_string::<i32>();
+
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut texts = LargeStringBuilder::new();
+        let mut titles = StringBuilder::new();
+        let mut letters = Vec::new();
+        for row in 0..batch.num_rows() {
+            let (doc_id, version) = (doc_ids.value(row), versions.value(row));
+            if ops.value(row) == OP_DELETE || contents.is_null(row) {
+                keep.push(row as u32);
+                texts.append_null();
+                titles.append_null();
+                continue;
+            }
+            let ctype = if types.is_null(row) { "" } else { types.value(row) };
+            let bytes = contents.value(row);
+            let outcome = catch_unwind(AssertUnwindSafe(|| parse_document(&self.config, ctype, bytes)))
+                .unwrap_or_else(|panic| Err(format!("parser panicked: {}", panic_message(&*panic))));
+            match outcome {
+                Ok((parsed, part_errors)) => {
+                    letters.extend(part_errors.into_iter().map(|e| self.letter(doc_id, version, e)));
+                    if parsed.text.trim().is_empty() {
+                        letters.push(self.letter(doc_id, version, "document has no text".into()));
+                        continue;
+                    }
+                    keep.push(row as u32);
+                    texts.append_value(&parsed.text);
+                    titles.append_option(parsed.title.as_deref());
+                }
+                Err(e) => letters.push(self.letter(doc_id, version, e)),
+            }
+        }
+
+        let indices = UInt32Array::from(keep);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.ctx.output.fields().len());
+        for (i, field) in batch.schema().fields().iter().enumerate() {
+            if field.name() != CONTENT {
+                columns.push(take(batch.column(i).as_ref(), &indices, None)?);
+            }
+        }
+        columns.push(Arc::new(texts.finish()));
+        columns.push(Arc::new(titles.finish()));
+        let batch = RecordBatch::try_new(self.ctx.output.clone(), columns)?;
+        Ok(StageOutput {
+            batch,
+            dead_letters: letters,
+        })
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::Internal(format!("arrow: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

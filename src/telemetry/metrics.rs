@@ -1,0 +1,90 @@
+//! Counters of a running pipeline. Tasks update them with relaxed atomics; the CLI's
+//! progress bar, the run summary and tests read them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A monotonically increasing counter, or a gauge when set.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Raise to `n` if higher (a high-water mark).
+    pub fn max(&self, n: u64) {
+        self.0.fetch_max(n, Ordering::Relaxed);
+    }
+}
+
+/// What sits in one channel right now, and the most it ever held.
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    pub name: String,
+    pub rows: Counter,
+    pub bytes: Counter,
+    pub peak_rows: Counter,
+    pub peak_bytes: Counter,
+}
+
+#[derive(Debug, Default)]
+pub struct StageMetrics {
+    pub name: String,
+    pub rows_in: Counter,
+    pub rows_out: Counter,
+    pub batches: Counter,
+    pub dead_letters: Counter,
+}
+
+#[derive(Debug, Default)]
+pub struct PipelineMetrics {
+    /// Documents (rows) the source emitted, and their content bytes.
+    pub source_rows: Counter,
+    pub source_batches: Counter,
+    /// Bounded-source progress: items and bytes listed vs done.
+    pub items_total: Counter,
+    pub items_done: Counter,
+    pub bytes_total: Counter,
+    pub bytes_done: Counter,
+    pub stages: Vec<StageMetrics>,
+    /// Rows written, per sink (taps included, by name `tap:<stage>`).
+    pub sinks: Vec<(String, Counter)>,
+    /// Every channel of the running pipeline, registered as it is created.
+    pub channels: Mutex<Vec<Arc<ChannelStats>>>,
+    pub dead_letters: Counter,
+    pub last_committed_epoch: Counter,
+}
+
+impl PipelineMetrics {
+    /// Rows written to the sink called `name`.
+    pub fn sink_rows(&self, name: &str) -> u64 {
+        self.sinks
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.get())
+            .unwrap_or(0)
+    }
+}
+
+impl PipelineMetrics {
+    /// The highest row count any single channel held.
+    pub fn peak_channel_rows(&self) -> u64 {
+        self.channels
+            .lock()
+            .expect("channel list")
+            .iter()
+            .map(|c| c.peak_rows.get())
+            .max()
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,107 @@
+//! Properties of the chunker over generated text: exact offsets, full coverage,
+//! token limits, and agreement with tiktoken-rs on token counts.
+
+use proptest::prelude::*;
+use sluice::stages::chunk::{count_tokens, Encoding, Splitter, Strategy as Boundaries};
+
+fn piece() -> impl proptest::strategy::Strategy<Value = String> {
+    prop_oneof![
+        6 => "[a-zA-Z]{1,12}".prop_map(|w| format!("{w} ")),
+        2 => Just(". ".to_string()),
+        1 => Just("\n".to_string()),
+        1 => Just("\n\n".to_string()),
+        1 => "[a-z]{1,8}".prop_map(|w| format!("\n## {w}\n")),
+        1 => Just("  ".to_string()),
+        1 => Just("Grüße, naïve café. ".to_string()),
+        1 => Just("日本語のテキスト。".to_string()),
+        1 => Just("emoji 🦀🚀 ".to_string()),
+        1 => "[0-9]{1,9}".prop_map(|n| format!("{n} ")),
+        1 => "[!-/:-@]{1,4}".prop_map(|p| p.to_string()),
+    ]
+}
+
+fn text() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::collection::vec(piece(), 0..300).prop_map(|p| p.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn chunks_are_exact_cover_the_text_and_respect_the_limit(
+        text in text(),
+        max in 4usize..120,
+        overlap_pct in 0usize..50,
+        markdown in any::<bool>(),
+        o200k in any::<bool>(),
+    ) {
+        let encoding = if o200k { Encoding::O200kBase } else { Encoding::Cl100kBase };
+        let strategy = if markdown { Boundaries::Markdown } else { Boundaries::Text };
+        let overlap = max * overlap_pct / 100;
+        let splitter = Splitter { encoding, max_tokens: max, overlap_tokens: overlap, strategy };
+        let spans = splitter.split(&text);
+        if text.is_empty() {
+            prop_assert!(spans.is_empty());
+            return Ok(());
+        }
+        prop_assert_eq!(spans[0].byte_start, 0);
+        prop_assert_eq!(spans.last().unwrap().byte_end, text.len());
+        let chars: Vec<char> = text.chars().collect();
+        for (i, s) in spans.iter().enumerate() {
+            let chunk = &text[s.byte_start..s.byte_end];
+            prop_assert!(!chunk.is_empty());
+            // char offsets are exact: they select the same text as the byte offsets.
+            let by_chars: String = chars[s.char_start..s.char_end].iter().collect();
+            prop_assert_eq!(&by_chars, chunk);
+            prop_assert!(s.token_count >= 1 && s.token_count <= max, "{} tokens > {}", s.token_count, max);
+            // Re-encoding the chunk on its own stays within the limit (a cut inside a
+            // pre-tokenizer piece can merge differently, never into more than one
+            // extra token at each of the two ends).
+            let alone = count_tokens(encoding, chunk);
+            prop_assert!(alone <= s.token_count + 2, "chunk re-encodes to {} tokens, counted {}", alone, s.token_count);
+            if i > 0 {
+                let prev = spans[i - 1];
+                prop_assert!(s.byte_start > prev.byte_start, "no progress");
+                prop_assert!(s.byte_start <= prev.byte_end, "gap between chunks");
+            }
+        }
+        // Token counts add up to the document's when there is no overlap.
+        if overlap == 0 {
+            let total: usize = spans.iter().map(|s| s.token_count).sum();
+            prop_assert_eq!(total, count_tokens(encoding, &text));
+        }
+    }
+}
+
+/// bpe-openai must count exactly like tiktoken-rs (the reference) on the corpus.
+#[test]
+fn token_counts_equal_tiktoken_rs_on_the_sample_corpus() {
+    let cl100k = tiktoken_rs::cl100k_base().unwrap();
+    let o200k = tiktoken_rs::o200k_base().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut texts: Vec<String> = Vec::new();
+    for dir in [
+        "pipelines/data/md",
+        "pipelines/data/txt",
+        "pipelines/data/html",
+        "pipelines/data/json",
+        "src/stages/chunk",
+    ] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            texts.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    texts.push("Grüße 日本語 🦀 ''s 'll    \n\n\t x".repeat(20));
+    for t in &texts {
+        assert_eq!(
+            count_tokens(Encoding::Cl100kBase, t),
+            cl100k.encode_ordinary(t).len()
+        );
+        assert_eq!(
+            count_tokens(Encoding::O200kBase, t),
+            o200k.encode_ordinary(t).len()
+        );
+    }
+    assert!(texts.len() > 30);
+}
