@@ -10,6 +10,7 @@ use sluice::cli::{Cli, EXIT_FAILED, EXIT_INVALID};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     sluice::telemetry::init(cli.log_format, cli.verbose);
+    sluice::stages::parse::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -4,7 +4,7 @@
 use ego_tree::iter::Edge;
 use scraper::{Html, Node};
 
-use super::Parsed;
+use super::{end_block, Parsed};
 
 const SKIP: &[&str] = &[
     "script", "style", "noscript", "template", "head", "svg", "iframe", "object",
@@ -62,7 +62,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                     if skip_depth > 0 || SKIP.contains(&name) {
                         skip_depth += 1;
                     } else if BLOCK.contains(&name) {
-                        break_line(&mut text);
+                        end_block(&mut text);
                         if let Some(level) = heading_level(name) {
                             text.push_str(&"#".repeat(level));
                             text.push(' ');
@@ -86,7 +86,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                     if skip_depth > 0 {
                         skip_depth -= 1;
                     } else if BLOCK.contains(&e.name()) {
-                        break_line(&mut text);
+                        end_block(&mut text);
                     }
                 }
             }
@@ -129,17 +129,6 @@ fn push_words(out: &mut String, s: &str) {
     if s.ends_with(char::is_whitespace) {
         out.push(' ');
     }
-}
-
-/// End the current line with a blank line after it, once.
-fn break_line(out: &mut String) {
-    while out.ends_with(' ') {
-        out.pop();
-    }
-    if out.is_empty() || out.ends_with("\n\n") {
-        return;
-    }
-    out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
 }
 
 #[cfg(test)]

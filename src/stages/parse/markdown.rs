@@ -3,7 +3,7 @@
 
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 
-use super::Parsed;
+use super::{end_block, Parsed};
 
 pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     let src = super::text::decode_utf8(bytes)?;
@@ -13,7 +13,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     for event in Parser::new(&src) {
         match event {
             Event::Start(Tag::Heading { level, .. }) => {
-                block_break(&mut text);
+                end_block(&mut text);
                 text.push_str(&"#".repeat(level as usize));
                 text.push(' ');
                 heading = Some((level, String::new()));
@@ -29,10 +29,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                 text.push_str("- ");
             }
             Event::Start(Tag::Paragraph | Tag::CodeBlock(_) | Tag::BlockQuote(_) | Tag::Table(_)) => {
-                block_break(&mut text)
+                end_block(&mut text)
             }
             Event::End(TagEnd::Paragraph | TagEnd::CodeBlock | TagEnd::BlockQuote(_) | TagEnd::Table) => {
-                block_break(&mut text)
+                end_block(&mut text)
             }
             Event::End(TagEnd::TableRow | TagEnd::TableHead) => line_break(&mut text),
             Event::End(TagEnd::TableCell) => text.push(' '),
@@ -64,16 +64,6 @@ fn line_break(out: &mut String) {
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
-}
-
-fn block_break(out: &mut String) {
-    while out.ends_with(' ') {
-        out.pop();
-    }
-    if out.is_empty() || out.ends_with("\n\n") {
-        return;
-    }
-    out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
 }
 
 #[cfg(test)]

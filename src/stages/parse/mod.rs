@@ -64,6 +64,18 @@ impl Default for ParseConfig {
     }
 }
 
+/// End the current block of extracted text: trailing spaces go, and exactly one
+/// blank line follows (none at the very start).
+pub(crate) fn end_block(out: &mut String) {
+    while out.ends_with(' ') {
+        out.pop();
+    }
+    if out.is_empty() || out.ends_with("\n\n") {
+        return;
+    }
+    out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
+}
+
 /// Text and title of one parsed document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
@@ -111,6 +123,36 @@ impl StageConfig for ParseConfig {
 struct ParseTransform {
     config: ParseConfig,
     ctx: StageContext,
+}
+
+thread_local! {
+    /// Set while a parser runs inside `catch_unwind`: its panics are expected.
+    static IN_PARSER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keep parser panics (caught, and turned into dead letters) off stderr, where the
+/// default hook would print them as if sluice had crashed. Every other panic is
+/// printed as before.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let pdf_thread = std::thread::current().name() == Some(pdf::THREAD_NAME);
+        if IN_PARSER.with(|f| f.get()) || pdf_thread {
+            tracing::debug!("parser panicked (caught): {info}");
+        } else {
+            default(info);
+        }
+    }));
+}
+
+/// Run `f` with parser panics caught.
+fn catch_parser_panic<T>(
+    f: impl FnOnce() -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
+    IN_PARSER.with(|flag| flag.set(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_PARSER.with(|flag| flag.set(false));
+    result.unwrap_or_else(|panic| Err(format!("parser panicked: {}", panic_message(&*panic))))
 }
 
 /// The text of a panic payload.
@@ -182,8 +224,7 @@ impl Transform for ParseTransform {
             }
             let ctype = if types.is_null(row) { "" } else { types.value(row) };
             let bytes = contents.value(row);
-            let outcome = catch_unwind(AssertUnwindSafe(|| parse_document(&self.config, ctype, bytes)))
-                .unwrap_or_else(|panic| Err(format!("parser panicked: {}", panic_message(&*panic))));
+            let outcome = catch_parser_panic(|| parse_document(&self.config, ctype, bytes));
             match outcome {
                 Ok((parsed, part_errors)) => {
                     letters.extend(part_errors.into_iter().map(|e| self.letter(doc_id, version, e)));

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use super::{panic_message, Parsed};
 
+/// The name of the threads PDFs are parsed on.
+pub const THREAD_NAME: &str = "sluice-pdf";
+
 pub fn parse(bytes: &[u8], timeout: Duration) -> Result<Parsed, String> {
     let (tx, rx) = mpsc::sync_channel(1);
     let owned = bytes.to_vec();
     std::thread::Builder::new()
-        .name("sluice-pdf".into())
+        .name(THREAD_NAME.into())
         .spawn(move || {
             let result = catch_unwind(AssertUnwindSafe(|| pdf_extract::extract_text_from_mem(&owned)));
             let _ = tx.send(result);
