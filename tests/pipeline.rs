@@ -302,3 +302,101 @@ sinks:
         "A MUCH LONGER DOCUMENT WITH MANY MORE WORDS IN IT"
     );
 }
+
+/// A valid one-page PDF whose content stream holds `ops` text operations: slow for
+/// pdf-extract in proportion to `ops`, so a short `pdf_timeout` always trips on it.
+fn slow_pdf(ops: usize) -> Vec<u8> {
+    let mut stream = String::new();
+    for i in 0..ops {
+        stream.push_str(&format!("BT /F1 9 Tf 40 {} Td (word {i}) Tj ET\n", 40 + i % 700));
+    }
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_string(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+#[test]
+fn a_pdf_past_its_timeout_is_a_dead_letter_and_the_run_goes_on() {
+    let ws = Workspace::new();
+    ws.write("data/slow.pdf", slow_pdf(200_000));
+    ws.fixture("hello.pdf", "data/good.pdf");
+    ws.write("data/ok.txt", "This one is fine.\n");
+    ws.write(
+        "p.yaml",
+        basic_pipeline("", "1s").replace("pdf_timeout: 10s", "pdf_timeout: 20ms"),
+    );
+    let summary = ws.ok(&["run", "p.yaml"]);
+    assert!(summary.contains("1 dead letters"), "{summary}");
+    let letters = ws.query("p.yaml", "SELECT doc_id, stage, error FROM dead_letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0]["doc_id"].as_str().unwrap().ends_with("slow.pdf"));
+    assert_eq!(letters[0]["error"], "PDF parser timed out after 20ms");
+    let written = ws.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out");
+    assert_eq!(written, 2);
+
+    // Without the deadline the same file parses: the timeout, not the file, failed it.
+    let ws2 = Workspace::new();
+    ws2.write("data/slow.pdf", slow_pdf(2_000));
+    ws2.write("p.yaml", basic_pipeline("", "1s"));
+    ws2.ok(&["run", "p.yaml"]);
+    let text = ws2.query("p.yaml", "SELECT text FROM parse");
+    assert!(
+        text[0]["text"].as_str().unwrap().contains("word 1999"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn the_progress_bar_shows_on_a_terminal_and_not_in_a_pipe() {
+    let ws = Workspace::new();
+    mixed_corpus(&ws);
+    ws.write("p.yaml", basic_pipeline("", "1s"));
+    // `script` gives the run a pseudo-terminal for stdout and stderr.
+    let cmd = format!("{} run p.yaml", env!("CARGO_BIN_EXE_sluice"));
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run `script` (util-linux)");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains(" files ") && tty.contains("rows out"),
+        "no progress bar on a terminal:\n{tty}"
+    );
+    assert!(tty.contains("7 documents"), "{tty}");
+
+    let ws2 = Workspace::new();
+    mixed_corpus(&ws2);
+    ws2.write("p.yaml", basic_pipeline("", "1s"));
+    let out = ws2.sluice(&["run", "p.yaml"]);
+    let piped = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!piped.contains("files"), "a progress bar in a pipe:\n{piped}");
+}

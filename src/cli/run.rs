@@ -49,6 +49,7 @@ fn progress(metrics: Arc<PipelineMetrics>, show: bool) -> Option<(ProgressBar, t
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    crate::telemetry::set_progress(bar.clone());
     let b = bar.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -75,6 +76,7 @@ pub async fn run(pipeline: &Path, show_progress: bool) -> anyhow::Result<u8> {
     let result = runtime::run(&plan, options).await;
     if let Some((bar, task)) = bar {
         task.abort();
+        crate::telemetry::clear_progress();
         bar.finish_and_clear();
     }
     let summary = result?;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use sluice_connector_sdk::{ByteSize, ConfigIssue, HumanDuration};
+use sluice_connector_sdk::{ByteSize, ConfigIssue, HumanDuration, PlanContext};
 
 use super::de::{decode, did_you_mean, one_of, Issue};
 use super::diag::{Diagnostic, Diagnostics};
@@ -91,6 +91,7 @@ pub fn load_str(
     let mut c = Compiler {
         issues: Vec::new(),
         names: Vec::new(),
+        ctx: PlanContext::new(base_dir),
     };
     let plan = c.compile(src, base_dir, env);
     if c.issues.is_empty() {
@@ -125,6 +126,7 @@ struct Compiler {
     issues: Vec<Issue>,
     /// Stage and sink names with where they were given, in file order.
     names: Vec<(String, Loc)>,
+    ctx: PlanContext,
 }
 
 /// A source, stage or sink block split into its common keys and its own config.
@@ -214,7 +216,7 @@ impl Compiler {
                 .map(|s| s.output.clone())
                 .unwrap_or_else(|| source.schema.clone());
             for (sink, block) in sinks.iter().flatten() {
-                let issues = sink.config.validate(&schema);
+                let issues = sink.config.validate(&self.ctx, &schema);
                 self.config_issues(&block.full, issues);
             }
         }
@@ -352,7 +354,7 @@ impl Compiler {
             }
             Lookup::Unknown => return None,
         };
-        let issues = config.validate();
+        let issues = config.validate(&self.ctx);
         self.config_issues(&block.full, issues);
         Some(PlannedSource {
             schema: config.schema(),
@@ -422,7 +424,7 @@ impl Compiler {
             return None;
         }
         let input = input?;
-        match config.plan(&input) {
+        match config.plan(&self.ctx, &input) {
             Ok(output) => Some(PlannedStage {
                 name: block.name.unwrap_or_else(|| block.kind.clone()),
                 kind: block.kind,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use sluice_connector_sdk::{ConfigIssue, DeadLetter};
+use sluice_connector_sdk::{ConfigIssue, DeadLetter, PlanContext};
 
 pub use chunk::ChunkConfig;
 pub use parse::ParseConfig;
@@ -29,7 +29,8 @@ pub trait StageConfig: std::fmt::Debug + Send + Sync {
     }
 
     /// The schema this stage outputs for `input`, or every problem with it.
-    fn plan(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<ConfigIssue>>;
+    /// Files the stage needs (a model, say) are checked here too.
+    fn plan(&self, ctx: &PlanContext, input: &SchemaRef) -> Result<SchemaRef, Vec<ConfigIssue>>;
 
     /// Build the transform that runs the stage.
     fn build(&self, ctx: &StageContext) -> crate::Result<Arc<dyn Transform>>;

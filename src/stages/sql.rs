@@ -24,7 +24,7 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use serde::Deserialize;
-use sluice_connector_sdk::ConfigIssue;
+use sluice_connector_sdk::{ConfigIssue, PlanContext};
 
 use super::{StageConfig, StageContext, StageOutput, Transform};
 use crate::{Error, Result};
@@ -182,7 +182,11 @@ impl PlannedQuery {
 }
 
 impl StageConfig for SqlConfig {
-    fn plan(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
+    fn plan(
+        &self,
+        _ctx: &PlanContext,
+        input: &SchemaRef,
+    ) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
         PlannedQuery::new(&self.query, input.clone())
             .map(|q| q.schema())
             .map_err(|e| {

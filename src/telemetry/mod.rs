@@ -4,6 +4,42 @@ pub mod metrics;
 
 pub use metrics::{ChannelStats, PipelineMetrics};
 
+use std::io::Write;
+use std::sync::Mutex;
+
+use indicatif::ProgressBar;
+
+/// The progress bar on screen, if any. Log lines are written around it, so they
+/// never land in the middle of the bar.
+static PROGRESS: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Show log lines above `bar` until [`clear_progress`].
+pub fn set_progress(bar: ProgressBar) {
+    *PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+}
+
+pub fn clear_progress() {
+    PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).take();
+}
+
+/// Stderr, suspending the progress bar for each log line.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -23,7 +59,7 @@ pub fn init(format: LogFormat, verbosity: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogWriter);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

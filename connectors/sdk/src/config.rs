@@ -1,6 +1,8 @@
 //! Connector configs are their own factories: a config is decoded from the pipeline
 //! YAML, checked with `validate`, then asked to `build` the running connector.
 
+use std::path::{Path, PathBuf};
+
 use arrow::datatypes::{Schema, SchemaRef};
 
 use crate::{Result, Sink, SinkContext, Source, SourceContext};
@@ -30,6 +32,26 @@ impl ConfigIssue {
     }
 }
 
+/// What plan-time checks may look at besides the config itself.
+#[derive(Debug, Clone)]
+pub struct PlanContext {
+    /// Folder of the pipeline file; relative paths in a config resolve against it.
+    pub base_dir: PathBuf,
+}
+
+impl PlanContext {
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            base_dir: base_dir.into(),
+        }
+    }
+
+    /// `path` resolved against the pipeline's folder (absolute paths stay as they are).
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
 /// The decoded configuration of a source. `validate` reports every issue at once.
 pub trait SourceConfig: Send + Sync + std::fmt::Debug {
     /// Schema of the batches the source emits (the `documents` columns by default).
@@ -37,8 +59,9 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
         crate::documents::schema()
     }
 
-    /// Semantic checks beyond what decoding caught.
-    fn validate(&self) -> Vec<ConfigIssue> {
+    /// Semantic checks beyond what decoding caught, such as a missing folder.
+    fn validate(&self, ctx: &PlanContext) -> Vec<ConfigIssue> {
+        let _ = ctx;
         Vec::new()
     }
 
@@ -58,8 +81,8 @@ pub struct ParquetLogLocation {
 /// The decoded configuration of a sink.
 pub trait SinkConfig: Send + Sync + std::fmt::Debug {
     /// Checks against the schema the sink will receive.
-    fn validate(&self, input: &Schema) -> Vec<ConfigIssue> {
-        let _ = input;
+    fn validate(&self, ctx: &PlanContext, input: &Schema) -> Vec<ConfigIssue> {
+        let _ = (ctx, input);
         Vec::new()
     }
 

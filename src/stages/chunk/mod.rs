@@ -16,7 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 use sluice_connector_sdk::documents::{DOC_ID, OP, OP_DELETE};
-use sluice_connector_sdk::ConfigIssue;
+use sluice_connector_sdk::{ConfigIssue, PlanContext};
 
 pub use splitter::{count_tokens, Encoding, Span, Splitter, Strategy};
 
@@ -97,7 +97,11 @@ impl StageConfig for ChunkConfig {
         issues
     }
 
-    fn plan(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
+    fn plan(
+        &self,
+        _ctx: &PlanContext,
+        input: &SchemaRef,
+    ) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         require_column(input, DOC_ID, &DataType::Utf8, &mut issues);
         require_column(input, OP, &DataType::Utf8, &mut issues);

@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 use sluice_connector_sdk::documents::{CONTENT, CONTENT_TYPE, DOC_ID, OP, OP_DELETE, VERSION};
-use sluice_connector_sdk::{ConfigIssue, DeadLetter, HumanDuration};
+use sluice_connector_sdk::{ConfigIssue, DeadLetter, HumanDuration, PlanContext};
 
 use super::{require_column, StageConfig, StageContext, StageOutput, Transform};
 use crate::{Error, Result};
@@ -91,7 +91,11 @@ impl StageConfig for ParseConfig {
         Vec::new()
     }
 
-    fn plan(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
+    fn plan(
+        &self,
+        _ctx: &PlanContext,
+        input: &SchemaRef,
+    ) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         require_column(input, DOC_ID, &DataType::Utf8, &mut issues);
         require_column(input, VERSION, &DataType::Utf8, &mut issues);

@@ -28,10 +28,7 @@ pub fn parse(bytes: &[u8], timeout: Duration) -> Result<Parsed, String> {
         }),
         Ok(Ok(Err(e))) => Err(format!("PDF: {e}")),
         Ok(Err(panic)) => Err(format!("PDF parser panicked: {}", panic_message(&*panic))),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
-            "PDF parser timed out after {:.1}s",
-            timeout.as_secs_f64()
-        )),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("PDF parser timed out after {timeout:?}")),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err("PDF parser thread died".into()),
     }
 }

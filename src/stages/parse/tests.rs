@@ -110,7 +110,7 @@ fn batch(rows: &[(&str, &str, Option<&[u8]>, &str)]) -> RecordBatch {
 fn failures_become_dead_letters_and_the_batch_goes_on() {
     let input = documents::schema();
     let config = ParseConfig::default();
-    let output = config.plan(&input).unwrap();
+    let output = config.plan(&PlanContext::new("."), &input).unwrap();
     let ctx = StageContext {
         name: "parse".into(),
         input,

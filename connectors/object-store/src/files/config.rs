@@ -5,7 +5,8 @@ use std::time::Duration;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use sluice_connector_sdk::{
-    ByteSize, ConfigIssue, ConnectorError, HumanDuration, Result, Source, SourceConfig, SourceContext,
+    ByteSize, ConfigIssue, ConnectorError, HumanDuration, PlanContext, Result, Source, SourceConfig,
+    SourceContext,
 };
 
 use super::FilesSource;
@@ -57,7 +58,7 @@ pub(super) fn glob_set(patterns: &[String]) -> std::result::Result<GlobSet, glob
 }
 
 impl SourceConfig for FilesSourceConfig {
-    fn validate(&self) -> Vec<ConfigIssue> {
+    fn validate(&self, ctx: &PlanContext) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
             for p in patterns {
@@ -83,6 +84,20 @@ impl SourceConfig for FilesSourceConfig {
                 )
                 .with_hint("object-store URLs such as s3:// arrive with the S3 connector"),
             );
+        } else {
+            let local = self.path.strip_prefix("file://").unwrap_or(&self.path);
+            let folder = ctx.resolve(local);
+            if !folder.is_dir() {
+                let what = if folder.exists() {
+                    "is not a folder"
+                } else {
+                    "does not exist"
+                };
+                issues.push(
+                    ConfigIssue::new(Some("path"), format!("folder `{local}` {what}"))
+                        .with_hint("relative paths resolve against the pipeline file's folder"),
+                );
+            }
         }
         issues
     }

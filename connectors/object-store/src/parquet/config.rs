@@ -3,7 +3,7 @@
 use arrow::datatypes::{Schema, SchemaRef};
 use serde::Deserialize;
 use sluice_connector_sdk::config::ParquetLogLocation;
-use sluice_connector_sdk::{ConfigIssue, Result, Sink, SinkConfig, SinkContext};
+use sluice_connector_sdk::{ConfigIssue, PlanContext, Result, Sink, SinkConfig, SinkContext};
 
 use super::sink::{ParquetSink, EPOCH_COLUMN};
 
@@ -19,7 +19,7 @@ pub struct ParquetSinkConfig {
 }
 
 impl SinkConfig for ParquetSinkConfig {
-    fn validate(&self, input: &Schema) -> Vec<ConfigIssue> {
+    fn validate(&self, _ctx: &PlanContext, input: &Schema) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if input.field_with_name(EPOCH_COLUMN).is_ok() {
             issues.push(
