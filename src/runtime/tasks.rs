@@ -11,14 +11,14 @@ use tokio::sync::{mpsc, watch};
 use super::channel::{Receiver, Sender};
 use crate::checkpoint::CoordinatorMsg;
 use crate::dlq::DlqMsg;
-use crate::stages::{StageOutput, Transform};
+use crate::stages::{BufferedTransform, StageOutput, StageRunner, Transform};
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::PipelineMetrics;
 use crate::{Error, Result};
 
 /// Send to every output; a closed output means its task failed, which the
 /// supervisor reports, so this only stops.
-async fn broadcast(outputs: &[Sender], msg: Message) -> Result<()> {
+pub(super) async fn broadcast(outputs: &[Sender], msg: Message) -> Result<()> {
     for out in outputs {
         out.send(msg.clone())
             .await
@@ -121,7 +121,8 @@ impl SourceTask {
 pub struct StageTask {
     pub name: String,
     pub producer: usize,
-    pub transform: Arc<dyn Transform>,
+    /// Taken when the task starts.
+    pub runner: Option<StageRunner>,
     pub parallelism: usize,
     pub outputs: Vec<Sender>,
     pub dlq: mpsc::UnboundedSender<DlqMsg>,
@@ -137,15 +138,23 @@ impl StageTask {
         &self.metrics.stages[self.index]
     }
 
+    fn task_failed(&self, e: tokio::task::JoinError) -> Error {
+        Error::Stage {
+            stage: self.name.clone(),
+            message: format!("task failed: {e}"),
+        }
+    }
+
     async fn emit(
         &self,
         epoch: Epoch,
         done: std::result::Result<Result<StageOutput>, tokio::task::JoinError>,
     ) -> Result<()> {
-        let out = done.map_err(|e| Error::Stage {
-            stage: self.name.clone(),
-            message: format!("task failed: {e}"),
-        })??;
+        let out = done.map_err(|e| self.task_failed(e))??;
+        self.emit_output(epoch, out).await
+    }
+
+    async fn emit_output(&self, epoch: Epoch, out: StageOutput) -> Result<()> {
         if !out.dead_letters.is_empty() {
             self.stats().dead_letters.add(out.dead_letters.len() as u64);
             let _ = self.dlq.send(DlqMsg::Letters {
@@ -167,9 +176,17 @@ impl StageTask {
         Ok(())
     }
 
+    pub async fn run(mut self, input: Receiver) -> Result<()> {
+        match self.runner.take() {
+            Some(StageRunner::PerBatch(t)) => self.run_per_batch(t, input).await,
+            Some(StageRunner::Buffered(b)) => self.run_buffered(b, input).await,
+            None => Err(Error::Internal(format!("stage `{}` started twice", self.name))),
+        }
+    }
+
     /// Up to `parallelism` batches run at once on the blocking pool; results are
     /// emitted in input order, and all of them before a barrier is forwarded.
-    pub async fn run(self, mut input: Receiver) -> Result<()> {
+    async fn run_per_batch(self, transform: Arc<dyn Transform>, mut input: Receiver) -> Result<()> {
         let mut running: FuturesOrdered<Running> = FuturesOrdered::new();
         let mut epoch = self.first_epoch;
         let this = self;
@@ -181,7 +198,7 @@ impl StageTask {
                     Some(Message::Batch(batch)) => {
                         this.stats().rows_in.add(batch.num_rows() as u64);
                         this.stats().batches.add(1);
-                        let t = this.transform.clone();
+                        let t = transform.clone();
                         running.push_back(tokio::task::spawn_blocking(move || t.apply(batch)));
                     }
                     Some(Message::Barrier(e)) => {
@@ -194,6 +211,79 @@ impl StageTask {
                         this.drain(epoch, &mut running).await?;
                         let _ = this.dlq.send(DlqMsg::End { producer: this.producer });
                         return broadcast(&this.outputs, Message::End).await;
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl StageTask {
+    /// Run one call of a buffered stage on the blocking pool and emit what it
+    /// completed. The stage moves into the blocking task and back.
+    async fn step(
+        &self,
+        stage: Box<dyn BufferedTransform>,
+        batch: Option<arrow::record_batch::RecordBatch>,
+        epoch: Epoch,
+    ) -> Result<Box<dyn BufferedTransform>> {
+        let (stage, outs) = tokio::task::spawn_blocking(move || {
+            let mut stage = stage;
+            let outs = match batch {
+                Some(b) => stage.push(b),
+                None => stage.flush(),
+            };
+            (stage, outs)
+        })
+        .await
+        .map_err(|e| self.task_failed(e))?;
+        for out in outs? {
+            self.emit_output(epoch, out).await?;
+        }
+        Ok(stage)
+    }
+
+    /// One call at a time; rows held longer than `max_wait` are flushed, and a
+    /// barrier flushes everything before it is forwarded.
+    async fn run_buffered(self, mut stage: Box<dyn BufferedTransform>, mut input: Receiver) -> Result<()> {
+        let mut epoch = self.first_epoch;
+        let max_wait = stage.max_wait();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = timer => {
+                    stage = self.step(stage, None, epoch).await?;
+                    deadline = None;
+                }
+                msg = input.recv() => match msg {
+                    Some(Message::Batch(batch)) => {
+                        self.stats().rows_in.add(batch.num_rows() as u64);
+                        self.stats().batches.add(1);
+                        stage = self.step(stage, Some(batch), epoch).await?;
+                        deadline = match (stage.has_pending(), deadline) {
+                            (false, _) => None,
+                            (true, None) => Some(tokio::time::Instant::now() + max_wait),
+                            (true, d) => d,
+                        };
+                    }
+                    Some(Message::Barrier(e)) => {
+                        stage = self.step(stage, None, epoch).await?;
+                        deadline = None;
+                        let _ = self.dlq.send(DlqMsg::Barrier { producer: self.producer, epoch: e });
+                        broadcast(&self.outputs, Message::Barrier(e)).await?;
+                        epoch = e + 1;
+                    }
+                    Some(Message::End) | None => {
+                        self.step(stage, None, epoch).await?;
+                        let _ = self.dlq.send(DlqMsg::End { producer: self.producer });
+                        return broadcast(&self.outputs, Message::End).await;
                     }
                 },
             }

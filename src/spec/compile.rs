@@ -416,7 +416,11 @@ impl Compiler {
         ));
         let config = match registry::stage(&block.kind, &block.own, &mut self.issues) {
             Lookup::Found(c) => c?,
-            _ => return None,
+            Lookup::NotBuilt(f) => {
+                self.not_built(block.loc, "stage", &block.kind, f.0);
+                return None;
+            }
+            Lookup::Unknown => return None,
         };
         let issues = config.validate();
         if !issues.is_empty() {

@@ -19,7 +19,7 @@ pub enum Lookup<T> {
 /// Every source type, built in or not.
 pub const SOURCE_TYPES: &[&str] = &["files"];
 /// Every stage type.
-pub const STAGE_TYPES: &[&str] = &["parse", "chunk", "sql"];
+pub const STAGE_TYPES: &[&str] = &["parse", "chunk", "embed", "sql"];
 /// Every sink type, built in or not.
 pub const SINK_TYPES: &[&str] = &["parquet"];
 
@@ -64,6 +64,10 @@ pub fn stage(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn
         "parse" => Lookup::Found(boxed_stage::<ParseConfig>(node, issues)),
         "chunk" => Lookup::Found(boxed_stage::<ChunkConfig>(node, issues)),
         "sql" => Lookup::Found(boxed_stage::<SqlConfig>(node, issues)),
+        #[cfg(feature = "embed")]
+        "embed" => Lookup::Found(boxed_stage::<crate::stages::embed::EmbedConfig>(node, issues)),
+        #[cfg(not(feature = "embed"))]
+        "embed" => Lookup::NotBuilt(NotBuilt("embed")),
         _ => Lookup::Unknown,
     }
 }

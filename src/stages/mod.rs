@@ -1,12 +1,18 @@
-//! Stages turn one batch into another: [`parse`], [`chunk`] and [`sql`].
+//! Stages turn batches into batches: [`parse`], [`chunk`], [`embed`] and [`sql`].
 //!
 //! A stage is configured by a [`StageConfig`], which computes its output schema at
-//! plan time and builds a [`Transform`]. A transform is a pure function of one
-//! batch, so the runtime may run several batches of one stage at once on the
-//! blocking pool and still emit them in input order. Per-document failures become
-//! [`DeadLetter`]s; an `Err` fails the whole pipeline.
+//! plan time and builds a [`StageRunner`]:
+//! - a [`Transform`] is a pure function of one batch, so the runtime may run several
+//!   batches of one stage at once on the blocking pool and still emit them in
+//!   input order;
+//! - a [`BufferedTransform`] holds rows across batches (the embed stage gathers
+//!   micro-batches) and is flushed at every barrier, so no row crosses an epoch.
+//!
+//! Per-document failures become [`DeadLetter`]s; an `Err` fails the whole pipeline.
 
 pub mod chunk;
+#[cfg(feature = "embed")]
+pub mod embed;
 pub mod parse;
 pub mod sql;
 
@@ -15,6 +21,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use sluice_connector_sdk::{ConfigIssue, DeadLetter, PlanContext};
+
+use crate::telemetry::metrics::StageMetrics;
 
 pub use chunk::ChunkConfig;
 pub use parse::ParseConfig;
@@ -32,16 +40,47 @@ pub trait StageConfig: std::fmt::Debug + Send + Sync {
     /// Files the stage needs (a model, say) are checked here too.
     fn plan(&self, ctx: &PlanContext, input: &SchemaRef) -> Result<SchemaRef, Vec<ConfigIssue>>;
 
-    /// Build the transform that runs the stage.
-    fn build(&self, ctx: &StageContext) -> crate::Result<Arc<dyn Transform>>;
+    /// Build what runs the stage.
+    fn build(&self, ctx: &StageContext) -> crate::Result<StageRunner>;
 }
 
 /// What a stage is built with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StageContext {
     pub name: String,
     pub input: SchemaRef,
     pub output: SchemaRef,
+    /// The pipeline's state folder (the embed stage keeps its cache there).
+    pub state_dir: std::path::PathBuf,
+    /// The counters of this stage.
+    pub metrics: Arc<StageMetrics>,
+}
+
+impl StageContext {
+    pub fn new(
+        name: impl Into<String>,
+        input: SchemaRef,
+        output: SchemaRef,
+        state_dir: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        let name = name.into();
+        StageContext {
+            metrics: Arc::new(StageMetrics {
+                name: name.clone(),
+                ..Default::default()
+            }),
+            name,
+            input,
+            output,
+            state_dir: state_dir.into(),
+        }
+    }
+}
+
+/// How the runtime drives a stage.
+pub enum StageRunner {
+    PerBatch(Arc<dyn Transform>),
+    Buffered(Box<dyn BufferedTransform>),
 }
 
 /// A stage's output for one batch.
@@ -54,6 +93,19 @@ pub struct StageOutput {
 /// batches at once.
 pub trait Transform: Send + Sync {
     fn apply(&self, batch: RecordBatch) -> crate::Result<StageOutput>;
+}
+
+/// A stage that holds rows across batches. Called on the blocking pool, one call
+/// at a time. Outputs come back whole (one per input batch) and in input order.
+pub trait BufferedTransform: Send + Sync {
+    /// Take one batch; return the input batches that are now complete.
+    fn push(&mut self, batch: RecordBatch) -> crate::Result<Vec<StageOutput>>;
+    /// Finish everything held (at a barrier, at the end, or after `max_wait`).
+    fn flush(&mut self) -> crate::Result<Vec<StageOutput>>;
+    /// Whether rows are held.
+    fn has_pending(&self) -> bool;
+    /// How long a held row may wait for a fuller micro-batch.
+    fn max_wait(&self) -> std::time::Duration;
 }
 
 /// Check that `input` has `column` of type `ty`, recording a problem otherwise.

@@ -26,7 +26,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use serde::Deserialize;
 use sluice_connector_sdk::{ConfigIssue, PlanContext};
 
-use super::{StageConfig, StageContext, StageOutput, Transform};
+use super::{StageConfig, StageContext, StageOutput, StageRunner, Transform};
 use crate::{Error, Result};
 
 /// ```yaml
@@ -207,7 +207,7 @@ impl StageConfig for SqlConfig {
             })
     }
 
-    fn build(&self, ctx: &StageContext) -> Result<Arc<dyn Transform>> {
+    fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
         let query = PlannedQuery::new(&self.query, ctx.input.clone())?;
         if query.schema().fields() != ctx.output.fields() {
             return Err(Error::Internal(format!(
@@ -215,7 +215,7 @@ impl StageConfig for SqlConfig {
                 ctx.name
             )));
         }
-        Ok(Arc::new(SqlTransform { query }))
+        Ok(StageRunner::PerBatch(Arc::new(SqlTransform { query })))
     }
 }
 

@@ -44,6 +44,26 @@ pub struct StageMetrics {
     pub rows_out: Counter,
     pub batches: Counter,
     pub dead_letters: Counter,
+    /// Only the embed stage counts these.
+    pub embed: EmbedMetrics,
+}
+
+/// What the embed stage did.
+#[derive(Debug, Default)]
+pub struct EmbedMetrics {
+    /// Rows run through the model.
+    pub computed: Counter,
+    /// Rows answered from the cache (or by an identical text in the same epoch).
+    pub cache_hits: Counter,
+    /// Rows cut to `max_tokens`.
+    pub truncated: Counter,
+    /// Real tokens fed to the model, and tokens including padding.
+    pub tokens: Counter,
+    pub padded_tokens: Counter,
+    /// Forward passes.
+    pub inferences: Counter,
+    /// Time inside the model, in microseconds.
+    pub busy_us: Counter,
 }
 
 #[derive(Debug, Default)]
@@ -56,7 +76,7 @@ pub struct PipelineMetrics {
     pub items_done: Counter,
     pub bytes_total: Counter,
     pub bytes_done: Counter,
-    pub stages: Vec<StageMetrics>,
+    pub stages: Vec<Arc<StageMetrics>>,
     /// Rows written, per sink (taps included, by name `tap:<stage>`).
     pub sinks: Vec<(String, Counter)>,
     /// Every channel of the running pipeline, registered as it is created.

@@ -20,7 +20,7 @@ use sluice_connector_sdk::{ConfigIssue, PlanContext};
 
 pub use splitter::{count_tokens, Encoding, Span, Splitter, Strategy};
 
-use super::{require_column, StageConfig, StageContext, StageOutput, Transform};
+use super::{require_column, StageConfig, StageContext, StageOutput, StageRunner, Transform};
 use crate::{Error, Result};
 
 pub const CHUNK_ID: &str = "chunk_id";
@@ -135,11 +135,11 @@ impl StageConfig for ChunkConfig {
         Ok(Arc::new(Schema::new(fields)))
     }
 
-    fn build(&self, ctx: &StageContext) -> Result<Arc<dyn Transform>> {
-        Ok(Arc::new(ChunkTransform {
+    fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
+        Ok(StageRunner::PerBatch(Arc::new(ChunkTransform {
             splitter: self.splitter(),
             output: ctx.output.clone(),
-        }))
+        })))
     }
 }
 

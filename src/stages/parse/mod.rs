@@ -22,7 +22,7 @@ use serde::Deserialize;
 use sluice_connector_sdk::documents::{CONTENT, CONTENT_TYPE, DOC_ID, OP, OP_DELETE, VERSION};
 use sluice_connector_sdk::{ConfigIssue, DeadLetter, HumanDuration, PlanContext};
 
-use super::{require_column, StageConfig, StageContext, StageOutput, Transform};
+use super::{require_column, StageConfig, StageContext, StageOutput, StageRunner, Transform};
 use crate::{Error, Result};
 
 pub const TEXT: &str = "text";
@@ -116,11 +116,11 @@ impl StageConfig for ParseConfig {
         Ok(Arc::new(Schema::new(fields)))
     }
 
-    fn build(&self, ctx: &StageContext) -> Result<Arc<dyn Transform>> {
-        Ok(Arc::new(ParseTransform {
+    fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
+        Ok(StageRunner::PerBatch(Arc::new(ParseTransform {
             config: self.clone(),
             ctx: ctx.clone(),
-        }))
+        })))
     }
 }
 

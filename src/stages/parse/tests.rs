@@ -111,12 +111,10 @@ fn failures_become_dead_letters_and_the_batch_goes_on() {
     let input = documents::schema();
     let config = ParseConfig::default();
     let output = config.plan(&PlanContext::new("."), &input).unwrap();
-    let ctx = StageContext {
-        name: "parse".into(),
-        input,
-        output,
+    let ctx = StageContext::new("parse", input, output, ".");
+    let StageRunner::PerBatch(transform) = config.build(&ctx).unwrap() else {
+        panic!("parse runs per batch")
     };
-    let transform = config.build(&ctx).unwrap();
     let panicking = fixture("panics-pdf-extract.pdf");
     let out = transform
         .apply(batch(&[

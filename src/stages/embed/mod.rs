@@ -1,0 +1,271 @@
+//! The `embed` stage: a text column in, an `embedding` column of
+//! `FixedSizeList<Float32, dim>` out, computed with ONNX Runtime.
+//!
+//! ```yaml
+//! - type: embed
+//!   model: ../models/all-minilm-l6-v2   # holds model.onnx and tokenizer.json
+//!   # onnxruntime: /path/libonnxruntime.so  (else ORT_DYLIB_PATH, else next to the model)
+//!   pooling: mean            # mean | cls
+//!   normalize: true
+//!   max_tokens: 256          # longer chunks are cut, and counted
+//!   batch_size: 32           # rows per forward pass
+//!   max_wait: 100ms          # how long rows wait for a fuller micro-batch
+//!   threads: 0               # ONNX Runtime intra-op threads; 0 = every core
+//!   providers: [cpu]         # or [cuda, cpu] with the `cuda` feature
+//!   cache: true              # reuse vectors of unchanged chunk texts
+//! ```
+//!
+//! The model is loaded at plan time, so a missing library or model, an unknown
+//! input name, or a mismatched dimension is a `validate` error. See [`batcher`]
+//! for how rows are gathered, sorted by length and put back in order.
+
+pub mod batcher;
+pub mod cache;
+pub mod model;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::Deserialize;
+use sluice_connector_sdk::{ConfigIssue, HumanDuration, PlanContext};
+
+use super::{StageConfig, StageContext, StageRunner};
+use crate::{Error, Result};
+pub use model::{Model, Tokens};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    Mean,
+    Cls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Deserialize)]
+pub struct EmbedConfig {
+    pub model: PathBuf,
+    #[serde(default)]
+    pub onnxruntime: Option<PathBuf>,
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    #[serde(default = "default_output_column")]
+    pub output_column: String,
+    #[serde(default = "default_pooling")]
+    pub pooling: Pooling,
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_max_wait")]
+    pub max_wait: HumanDuration,
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default = "default_providers")]
+    pub providers: Vec<Provider>,
+    #[serde(default = "yes")]
+    pub cache: bool,
+    /// The model, loaded by `plan` and reused by `build`.
+    #[serde(skip)]
+    loaded: OnceLock<Arc<Model>>,
+}
+
+impl std::fmt::Debug for EmbedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedConfig")
+            .field("model", &self.model)
+            .field("pooling", &self.pooling)
+            .field("max_tokens", &self.max_tokens)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_text_column() -> String {
+    "text".into()
+}
+fn default_output_column() -> String {
+    "embedding".into()
+}
+fn default_pooling() -> Pooling {
+    Pooling::Mean
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_tokens() -> usize {
+    256
+}
+fn default_batch_size() -> usize {
+    32
+}
+fn default_max_wait() -> HumanDuration {
+    HumanDuration(Duration::from_millis(100))
+}
+fn default_providers() -> Vec<Provider> {
+    vec![Provider::Cpu]
+}
+
+impl EmbedConfig {
+    /// A config for `model_dir` with every default, for benches and `vector_search`.
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        EmbedConfig {
+            model: model_dir.into(),
+            onnxruntime: None,
+            text_column: default_text_column(),
+            output_column: default_output_column(),
+            pooling: default_pooling(),
+            normalize: true,
+            max_tokens: default_max_tokens(),
+            batch_size: default_batch_size(),
+            max_wait: default_max_wait(),
+            threads: 0,
+            providers: default_providers(),
+            cache: true,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        }
+    }
+
+    /// Load the model (once) from paths resolved against `ctx`.
+    pub fn load(&self, ctx: &PlanContext) -> std::result::Result<Arc<Model>, String> {
+        if let Some(m) = self.loaded.get() {
+            return Ok(m.clone());
+        }
+        let model_dir = ctx.resolve(&self.model);
+        let library = self.onnxruntime.as_ref().map(|p| ctx.resolve(p));
+        let model = Arc::new(Model::load(&model::LoadOptions {
+            model_dir: &model_dir,
+            library: library.as_deref(),
+            threads: self.threads(),
+            max_tokens: self.max_tokens,
+            pooling: self.pooling,
+            normalize: self.normalize,
+            providers: &self.providers,
+        })?);
+        Ok(self.loaded.get_or_init(|| model).clone())
+    }
+}
+
+/// The type of the embedding column for a model of `dim` dimensions.
+pub fn embedding_type(dim: usize) -> DataType {
+    DataType::FixedSizeList(
+        Arc::new(Field::new_list_field(DataType::Float32, true)),
+        dim as i32,
+    )
+}
+
+impl StageConfig for EmbedConfig {
+    fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let positive = [("max_tokens", self.max_tokens), ("batch_size", self.batch_size)];
+        for (key, v) in positive {
+            if v == 0 {
+                issues.push(ConfigIssue::new(Some(key), "must be at least 1"));
+            }
+        }
+        if self.providers.is_empty() {
+            issues.push(ConfigIssue::new(
+                Some("providers"),
+                "name at least one, e.g. [cpu]",
+            ));
+        }
+        issues
+    }
+
+    fn plan(&self, ctx: &PlanContext, input: &SchemaRef) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        match input.field_with_name(&self.text_column) {
+            Ok(f) if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) => {}
+            Ok(f) => issues.push(ConfigIssue::new(
+                Some("text_column"),
+                format!(
+                    "column `{}` is {}, the embed stage needs text",
+                    self.text_column,
+                    f.data_type()
+                ),
+            )),
+            Err(_) => issues.push(
+                ConfigIssue::new(
+                    Some("text_column"),
+                    format!("the input has no column `{}`", self.text_column),
+                )
+                .with_hint("the embed stage comes after chunk"),
+            ),
+        }
+        if input.field_with_name(&self.output_column).is_ok() {
+            issues.push(ConfigIssue::new(
+                Some("output_column"),
+                format!("the input already has a column `{}`", self.output_column),
+            ));
+        }
+        let model = match self.load(ctx) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let key = if e.contains("ONNX Runtime") {
+                    "onnxruntime"
+                } else {
+                    "model"
+                };
+                issues.push(ConfigIssue::new(Some(key), e).with_hint(model::FETCH_HINT));
+                None
+            }
+        };
+        match model {
+            Some(model) if issues.is_empty() => {
+                let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+                fields.push(Field::new(
+                    &self.output_column,
+                    embedding_type(model.signature.dim),
+                    true,
+                ));
+                Ok(Arc::new(Schema::new(fields)))
+            }
+            _ => Err(issues),
+        }
+    }
+
+    fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
+        let model = self.loaded.get().cloned().ok_or_else(|| {
+            Error::Internal(format!(
+                "stage `{}`: the model was not loaded at plan time",
+                ctx.name
+            ))
+        })?;
+        let cache = if self.cache {
+            let dir = ctx.state_dir.join("cache").join("embed");
+            Some(
+                cache::EmbedCache::open(&dir, &model.fingerprint, model.signature.dim)
+                    .map_err(|e| Error::io(format!("opening the embedding cache in {}", dir.display()), e))?,
+            )
+        } else {
+            None
+        };
+        Ok(StageRunner::Buffered(Box::new(batcher::EmbedBatcher::new(
+            batcher::Settings {
+                text_column: self.text_column.clone(),
+                batch_size: self.batch_size,
+                max_wait: self.max_wait.0,
+                output: ctx.output.clone(),
+            },
+            Box::new(model),
+            cache,
+            ctx.metrics.clone(),
+        ))))
+    }
+}
