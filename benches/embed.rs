@@ -13,6 +13,7 @@
 //! SLUICE_BENCH_CORPUS=$(bash benches/corpus.sh) cargo bench --bench embed --profile dev
 //! ```
 //! `SLUICE_EMBED_ROWS` (default 1024) is how many chunks are sampled;
+//! `SLUICE_EMBED_CHUNK_TOKENS` (default 128) is the chunk size in cl100k tokens;
 //! `SLUICE_EMBED_PROVIDER=cuda` runs on the GPU (build with `--features cuda`).
 
 use std::path::{Path, PathBuf};
@@ -52,9 +53,13 @@ fn read_texts(dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// Chunks of the corpus as the quickstart cuts them (cl100k, 128 tokens, 16
-/// overlap), sampled evenly down to `rows`.
+/// Chunks of the corpus cut at `SLUICE_EMBED_CHUNK_TOKENS` cl100k tokens (default
+/// 128, as the quickstart; 16 overlap), sampled evenly down to `rows`.
 fn chunks(rows: usize) -> Vec<String> {
+    let max_tokens = std::env::var("SLUICE_EMBED_CHUNK_TOKENS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(128);
     let dir = std::env::var_os("SLUICE_BENCH_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("pipelines/data"));
@@ -62,7 +67,7 @@ fn chunks(rows: usize) -> Vec<String> {
     read_texts(&dir, &mut docs);
     let splitter = Splitter {
         encoding: Encoding::Cl100kBase,
-        max_tokens: 128,
+        max_tokens,
         overlap_tokens: 16,
         strategy: Strategy::Markdown,
     };

@@ -318,3 +318,30 @@ fn a_missing_model_or_library_is_a_clear_validate_error() {
         "{err}"
     );
 }
+
+#[test]
+fn an_embedding_of_another_type_than_the_existing_output_fails_validate() {
+    let ws = Workspace::new();
+    corpus(&ws, false);
+    let model = model_dir();
+    ws.write("p.yaml", pipeline(model.to_str().unwrap(), ""));
+    ws.ok(&["run", "p.yaml"]);
+    // The same sink path, but a stage that makes `embedding` a 2-element list.
+    let other = pipeline(model.to_str().unwrap(), "").replace(
+        "  - name: embed\n    type: embed\n",
+        "  - name: embed\n    type: sql\n    query: SELECT *, make_array(1.0, 2.0) AS embedding FROM input\n",
+    );
+    let other = other
+        .lines()
+        .filter(|l| !l.contains("model:") && !l.contains("batch_size"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    ws.write("q.yaml", other);
+    let out = ws.sluice(&["validate", "q.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`embedding` in ./out is FixedSizeList(384 x Float32) in the files already there"),
+        "{err}"
+    );
+}

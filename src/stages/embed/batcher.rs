@@ -1,10 +1,11 @@
 //! Gathering rows into micro-batches and putting them back in order.
 //!
 //! Each input batch is queued whole. Its rows are looked up in the cache; the
-//! misses are tokenized and join a pool shared by every queued batch. Whenever the
-//! pool holds `batch_size` rows it is sorted by token length and cut into full
-//! micro-batches, each padded only to its own longest row; a partial remainder
-//! waits for more rows, for `max_wait`, or for a barrier (`flush` runs it all).
+//! misses are tokenized and join a pool shared by every queued batch. Once the
+//! pool holds `sort_window` × `batch_size` rows it is sorted by token length and
+//! cut into full micro-batches, each padded only to its own longest row; a
+//! partial remainder waits for more rows, for `max_wait`, or for a barrier
+//! (`flush` runs it all).
 //! A queued batch is emitted once all its rows have vectors, and batches leave in
 //! the order they came in. Identical texts waiting at the same time are run once.
 
@@ -44,7 +45,13 @@ impl Encoder for Arc<Model> {
     }
 }
 
+/// How many micro-batches of rows are gathered before they are sorted by length
+/// and run: the wider the window, the less padding (measured in benches/README.md).
+pub const SORT_WINDOW: usize = 16;
+
 pub struct Settings {
+    /// Micro-batches gathered before sorting ([`SORT_WINDOW`] in production).
+    pub sort_window: usize,
     pub text_column: String,
     pub batch_size: usize,
     pub max_wait: Duration,
@@ -161,10 +168,11 @@ impl EmbedBatcher {
         Ok(())
     }
 
-    /// Run the pool through the model: all of it, or only full micro-batches.
+    /// Run the pool through the model: all of it, or, once it holds
+    /// `sort_window` micro-batches, every full micro-batch.
     fn run_pool(&mut self, all: bool) -> Result<()> {
         let size = self.settings.batch_size;
-        if self.pool.is_empty() || (!all && self.pool.len() < size) {
+        if self.pool.is_empty() || (!all && self.pool.len() < size * self.settings.sort_window.max(1)) {
             return Ok(());
         }
         let mut pool = std::mem::take(&mut self.pool);

@@ -60,12 +60,21 @@ fn batch(texts: &[Option<&str>]) -> RecordBatch {
 }
 
 fn batcher(batch_size: usize, cache: Option<EmbedCache>) -> (EmbedBatcher, Calls, Arc<StageMetrics>) {
+    windowed(batch_size, 1, cache)
+}
+
+fn windowed(
+    batch_size: usize,
+    sort_window: usize,
+    cache: Option<EmbedCache>,
+) -> (EmbedBatcher, Calls, Arc<StageMetrics>) {
     let encoder = WordCounter::default();
     let calls = encoder.calls.clone();
     let metrics = Arc::new(StageMetrics::default());
     let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("embedding", embedding_type(2), true));
     let settings = Settings {
+        sort_window,
         text_column: "text".into(),
         batch_size,
         max_wait: Duration::from_millis(100),
@@ -191,4 +200,17 @@ fn a_cached_text_is_not_run_again() {
     assert_eq!(calls.lock().unwrap().concat(), vec![5], "only `gamma` is new");
     assert_eq!(metrics.embed.cache_hits.get(), 2);
     assert_eq!(rows(&outs)[2].1, Some(fake("alpha")), "from the cache");
+}
+
+#[test]
+fn rows_wait_for_a_full_sort_window_then_run_shortest_first() {
+    let (mut b, calls, _) = windowed(2, 2, None);
+    assert!(b
+        .push(batch(&[Some("ccc"), Some("a"), Some("dddd")]))
+        .unwrap()
+        .is_empty());
+    assert!(calls.lock().unwrap().is_empty(), "3 rows < a window of 2 × 2");
+    let outs = b.push(batch(&[Some("bb")])).unwrap();
+    assert_eq!(outs.len(), 2);
+    assert_eq!(calls.lock().unwrap().clone(), vec![vec![1, 2], vec![3, 4]]);
 }

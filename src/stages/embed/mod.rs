@@ -258,6 +258,7 @@ impl StageConfig for EmbedConfig {
         };
         Ok(StageRunner::Buffered(Box::new(batcher::EmbedBatcher::new(
             batcher::Settings {
+                sort_window: batcher::SORT_WINDOW,
                 text_column: self.text_column.clone(),
                 batch_size: self.batch_size,
                 max_wait: self.max_wait.0,
