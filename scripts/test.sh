@@ -2,5 +2,8 @@
 # Set up, then run the whole test suite with cargo-nextest.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash scripts/setup.sh
+# PostgreSQL + pgvector, Redis and Feast for the sink tests; stopped at the end.
+bash scripts/services.sh up >/dev/null
+trap 'bash scripts/services.sh down' EXIT
 say "building and running the tests"
 cargo nextest run --workspace --no-fail-fast "$@"

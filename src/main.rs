@@ -25,8 +25,24 @@ fn main() -> ExitCode {
                 Some(err) if err.is_user_error() => EXIT_INVALID,
                 _ => EXIT_FAILED,
             };
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes, each said once: several error types already include
+/// their cause in their own message.
+fn describe(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }

@@ -53,6 +53,11 @@ pub struct PlannedSink {
     pub name: String,
     pub kind: String,
     pub config: Box<dyn SinkConfig>,
+    /// A query over `input` (the last stage's output) that shapes what this sink
+    /// receives, e.g. per-document features for a feature store.
+    pub query: Option<crate::stages::SqlConfig>,
+    /// The schema this sink receives (after its query). Set once stages are planned.
+    pub input: SchemaRef,
 }
 
 #[derive(Debug)]
@@ -74,7 +79,9 @@ pub struct Plan {
 
 impl Plan {
     /// Schema the sinks receive: the output of the last stage, or the source's.
-    pub fn sink_schema(&self) -> SchemaRef {
+    /// The schema the last stage (or the source) emits; each sink's query, if it
+    /// has one, starts from it.
+    pub fn last_schema(&self) -> SchemaRef {
         self.stages
             .last()
             .map(|s| s.output.clone())

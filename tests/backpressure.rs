@@ -79,6 +79,8 @@ async fn a_blocked_sink_stops_the_source_and_bounds_rows_in_flight() {
         name: "gate".into(),
         kind: "gate".into(),
         config: Box::new(gate.clone()),
+        query: None,
+        input: plan.last_schema(),
     }];
 
     let (options, _shutdown) = RunOptions::new(&plan);

@@ -119,3 +119,36 @@ sinks:
 "#
     )
 }
+
+/// Start (or find) the test services with `scripts/services.sh up`: PostgreSQL with
+/// pgvector and Redis on 127.0.0.1. Returns (postgres URL, redis URL).
+pub fn services() -> (String, String) {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/services.sh"))
+        .arg("up")
+        .output()
+        .expect("run scripts/services.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "scripts/services.sh up failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |k: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in {stdout}"))
+            .to_string()
+    };
+    (get("SLUICE_TEST_PG_URL"), get("SLUICE_TEST_REDIS_URL"))
+}
+
+/// A name unique to this test process, for tables and key prefixes.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}

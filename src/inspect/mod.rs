@@ -2,11 +2,15 @@
 //!
 //! Tables: each tapped stage (named after the stage), each sink that keeps a
 //! Parquet change log (`<sink>_log`: every row ever written; `<sink>`: the current
-//! state, the newest epoch of each document with deletes left out), and
-//! `dead_letters`. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL TABLE` are
+//! state, the newest epoch of each document with deletes left out), each LanceDB
+//! sink and each feature store's offline dataset (named after the sink), and
+//! `dead_letters`. `vector_search(sink, 'text', k)` searches a LanceDB sink with the
+//! pipeline's own embedding model. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL TABLE` are
 //! refused.
 
 pub mod taps;
+#[cfg(feature = "lancedb")]
+pub mod vector_search;
 
 use std::sync::Arc;
 
@@ -21,6 +25,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::plan::Plan;
 use crate::{Error, Result};
+use sluice_connector_sdk::InspectTable;
 
 /// Options that allow queries only.
 pub fn read_only() -> SQLOptions {
@@ -80,6 +85,47 @@ fn register_parquet(ctx: &SessionContext, name: &str, url: &str, schema: SchemaR
     Ok(())
 }
 
+/// A Hive-partitioned Parquet dataset; partition columns are text.
+fn register_dataset(
+    ctx: &SessionContext,
+    name: &str,
+    url: &str,
+    schema: SchemaRef,
+    partitions: &[String],
+) -> Result<()> {
+    let url = ListingTableUrl::parse(url)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            partitions
+                .iter()
+                .map(|p| (p.clone(), arrow::datatypes::DataType::Utf8))
+                .collect(),
+        );
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+#[cfg(feature = "lancedb")]
+async fn register_lance(ctx: &SessionContext, name: &str, uri: &str, table: &str) -> Result<()> {
+    match sluice_lancedb::table_provider(uri, table).await {
+        Ok(provider) => {
+            ctx.register_table(name, provider)?;
+        }
+        // Nothing written yet: the table does not exist.
+        Err(e) => tracing::debug!("LanceDB sink `{name}` not readable yet: {e}"),
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "lancedb"))]
+async fn register_lance(_ctx: &SessionContext, _name: &str, _uri: &str, _table: &str) -> Result<()> {
+    Ok(())
+}
+
 /// The current state of a change log: each document's newest epoch, without deletes.
 fn current_state_sql(log_table: &str) -> String {
     format!(
@@ -96,9 +142,23 @@ pub async fn session(plan: &Plan) -> Result<SessionContext> {
         let url = folder_url(&plan.tap_dir(&stage.name))?;
         register_parquet(&ctx, &stage.name, &url, stage.output.clone())?;
     }
-    let input = plan.sink_schema();
+    let mut lance_sinks = std::collections::HashMap::new();
     for sink in &plan.sinks {
-        let Some(log) = sink.config.parquet_log(&plan.sink_context(sink), &input) else {
+        match sink.config.inspect_table(&plan.sink_context(sink), &sink.input) {
+            Some(InspectTable::ParquetDataset {
+                url,
+                schema,
+                partitions,
+            }) => {
+                register_dataset(&ctx, &sink.name, &url, schema, &partitions)?;
+            }
+            Some(InspectTable::Lance { uri, table }) => {
+                register_lance(&ctx, &sink.name, &uri, &table).await?;
+                lance_sinks.insert(sink.name.clone(), (uri, table));
+            }
+            None => {}
+        }
+        let Some(log) = sink.config.parquet_log(&plan.sink_context(sink), &sink.input) else {
             continue;
         };
         let log_name = format!("{}_log", sink.name);
@@ -109,6 +169,16 @@ pub async fn session(plan: &Plan) -> Result<SessionContext> {
             ctx.register_table(sink.name.as_str(), view)?;
         }
     }
+    #[cfg(feature = "lancedb")]
+    ctx.register_udtf(
+        "vector_search",
+        Arc::new(vector_search::VectorSearch {
+            sinks: lance_sinks,
+            embedder: plan.stages.iter().find_map(|s| s.config.query_embedder()),
+        }),
+    );
+    #[cfg(not(feature = "lancedb"))]
+    let _ = lance_sinks;
     register_parquet(
         &ctx,
         "dead_letters",

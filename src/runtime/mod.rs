@@ -12,6 +12,7 @@
 //! flight is never checkpointed, so the next run replays it.
 
 pub mod channel;
+mod sink_query;
 mod tasks;
 
 use std::sync::Arc;
@@ -124,13 +125,16 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         .map_err(|e| Error::connector("source", e))?;
 
     let mut sinks: Vec<(String, Box<dyn Sink>)> = Vec::new();
-    let sink_schema = plan.sink_schema();
     for s in &plan.sinks {
         let what = format!("sink `{}`", s.name);
         let sink = s
             .config
-            .build(&plan.sink_context(s), sink_schema.clone())
+            .build(&plan.sink_context(s), s.input.clone())
             .map_err(|e| Error::connector(&what, e))?;
+        let sink = match &s.query {
+            Some(query) => sink_query::QueriedSink::wrap(sink, query, plan, s)?,
+            None => sink,
+        };
         sinks.push((s.name.clone(), sink));
     }
     let mut taps: Vec<(usize, Box<dyn Sink>)> = Vec::new();

@@ -1,6 +1,7 @@
 //! Compile a pipeline file into a [`Plan`], collecting every problem.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -11,6 +12,7 @@ use super::diag::{Diagnostic, Diagnostics};
 use super::registry::{self, Lookup};
 use super::yaml::{self, Loc, Node, Value};
 use crate::plan::{ChannelBounds, Plan, PlannedSink, PlannedSource, PlannedStage};
+use crate::stages::StageConfig;
 
 const TOP_KEYS: &[&str] = &[
     "name",
@@ -25,7 +27,7 @@ const TOP_KEYS: &[&str] = &[
 /// Keys every stage block takes besides its own.
 const STAGE_KEYS: &[&str] = &["name", "type", "tap", "parallelism"];
 /// Keys every sink block takes besides its own.
-const SINK_KEYS: &[&str] = &["name", "type"];
+const SINK_KEYS: &[&str] = &["name", "type", "query"];
 
 #[derive(Debug, Deserialize)]
 struct CheckpointSpec {
@@ -204,7 +206,7 @@ impl Compiler {
 
         let source = self.source(&root);
         let stages = self.stages(&root, source.as_ref().map(|s| s.schema.clone()));
-        let sinks = self.sinks(&root);
+        let mut sinks = self.sinks(&root);
         self.check_names();
 
         // Sinks are checked against what the last stage produces.
@@ -215,8 +217,18 @@ impl Compiler {
                 .last()
                 .map(|s| s.output.clone())
                 .unwrap_or_else(|| source.schema.clone());
-            for (sink, block) in sinks.iter().flatten() {
-                let issues = sink.config.validate(&self.ctx, &schema);
+            for (sink, block) in sinks.iter_mut().flatten() {
+                sink.input = schema.clone();
+                if let Some(query) = &sink.query {
+                    match query.plan(&self.ctx, &schema) {
+                        Ok(out) => sink.input = out,
+                        Err(issues) => {
+                            self.config_issues(&block.full, issues);
+                            continue;
+                        }
+                    }
+                }
+                let issues = sink.config.validate(&self.ctx, &sink.input);
                 self.config_issues(&block.full, issues);
             }
         }
@@ -477,10 +489,13 @@ impl Compiler {
                     }
                     Lookup::Unknown => return None,
                 };
+                let query: Option<String> = item.get("query").and_then(|(_, v)| decode(v, &mut self.issues));
                 let sink = PlannedSink {
                     name: block.name.clone().unwrap_or_else(|| block.kind.clone()),
                     kind: block.kind.clone(),
                     config,
+                    query: query.map(|query| crate::stages::SqlConfig { query }),
+                    input: Arc::new(arrow::datatypes::Schema::empty()),
                 };
                 Some((sink, block))
             })

@@ -21,7 +21,7 @@ pub const SOURCE_TYPES: &[&str] = &["files"];
 /// Every stage type.
 pub const STAGE_TYPES: &[&str] = &["parse", "chunk", "embed", "sql"];
 /// Every sink type, built in or not.
-pub const SINK_TYPES: &[&str] = &["parquet"];
+pub const SINK_TYPES: &[&str] = &["parquet", "pgvector", "lancedb", "feature_store"];
 
 #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
 fn boxed_source<T: SourceConfig + serde::de::DeserializeOwned + 'static>(
@@ -79,6 +79,20 @@ pub fn sink(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn 
         "parquet" => Lookup::Found(boxed_sink::<sluice_object_store::ParquetSinkConfig>(node, issues)),
         #[cfg(not(feature = "object-store"))]
         "parquet" => Lookup::NotBuilt(NotBuilt("object-store")),
+        #[cfg(feature = "pgvector")]
+        "pgvector" => Lookup::Found(boxed_sink::<sluice_pgvector::PgVectorSinkConfig>(node, issues)),
+        #[cfg(not(feature = "pgvector"))]
+        "pgvector" => Lookup::NotBuilt(NotBuilt("pgvector")),
+        #[cfg(feature = "lancedb")]
+        "lancedb" => Lookup::Found(boxed_sink::<sluice_lancedb::LanceDbSinkConfig>(node, issues)),
+        #[cfg(not(feature = "lancedb"))]
+        "lancedb" => Lookup::NotBuilt(NotBuilt("lancedb")),
+        #[cfg(feature = "feature-store")]
+        "feature_store" => Lookup::Found(boxed_sink::<sluice_feature_store::FeatureStoreSinkConfig>(
+            node, issues,
+        )),
+        #[cfg(not(feature = "feature-store"))]
+        "feature_store" => Lookup::NotBuilt(NotBuilt("feature-store")),
         _ => Lookup::Unknown,
     }
 }

@@ -42,6 +42,16 @@ pub trait StageConfig: std::fmt::Debug + Send + Sync {
 
     /// Build what runs the stage.
     fn build(&self, ctx: &StageContext) -> crate::Result<StageRunner>;
+
+    /// The stage's model as a query embedder, for `vector_search` (embed only).
+    fn query_embedder(&self) -> Option<Arc<dyn QueryEmbedder>> {
+        None
+    }
+}
+
+/// Turns a query text into a vector with a pipeline's own model.
+pub trait QueryEmbedder: Send + Sync {
+    fn embed_query(&self, text: &str) -> std::result::Result<Vec<f32>, String>;
 }
 
 /// What a stage is built with.

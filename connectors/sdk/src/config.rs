@@ -78,6 +78,19 @@ pub struct ParquetLogLocation {
     pub schema: SchemaRef,
 }
 
+/// Another table `sluice sql` can read for a sink, named after the sink.
+#[derive(Debug, Clone)]
+pub enum InspectTable {
+    /// A Parquet dataset under `url`, Hive-partitioned by the text columns `partitions`.
+    ParquetDataset {
+        url: String,
+        schema: SchemaRef,
+        partitions: Vec<String>,
+    },
+    /// A LanceDB table.
+    Lance { uri: String, table: String },
+}
+
 /// The decoded configuration of a sink.
 pub trait SinkConfig: Send + Sync + std::fmt::Debug {
     /// Checks against the schema the sink will receive.
@@ -93,5 +106,38 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
     fn parquet_log(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<ParquetLogLocation> {
         let _ = (ctx, input);
         None
+    }
+
+    /// The table `sluice sql` shows under the sink's name, if not a Parquet log.
+    fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
+        let _ = (ctx, input);
+        None
+    }
+}
+
+/// Check that `input` has an embedding `column` of `FixedSizeList<Float32, dim>` and,
+/// when the sink declares a `dimension`, that the two agree.
+pub fn check_embedding(input: &Schema, column: &str, declared: Option<usize>) -> Vec<ConfigIssue> {
+    use arrow::datatypes::DataType;
+    match input.field_with_name(column).map(|f| f.data_type()) {
+        Ok(DataType::FixedSizeList(item, dim)) if item.data_type() == &DataType::Float32 => declared
+            .filter(|d| *d != *dim as usize)
+            .map(|want| {
+                ConfigIssue::new(
+                    Some("dimension"),
+                    format!("the pipeline makes {dim}-dimensional embeddings, this sink declares {want}"),
+                )
+                .with_hint("the embed stage's model sets the dimension")
+            })
+            .into_iter()
+            .collect(),
+        Ok(other) => vec![ConfigIssue::new(
+            Some("embedding_column"),
+            format!("`{column}` is {other}, a vector sink needs FixedSizeList<Float32, dim>"),
+        )],
+        Err(_) => vec![
+            ConfigIssue::new(None, format!("the input has no column `{column}`"))
+                .with_hint("add an embed stage before this sink"),
+        ],
     }
 }

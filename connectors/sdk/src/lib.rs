@@ -13,6 +13,7 @@
 //! - [`documents`]: the column names and schema of the `documents` batch.
 //! - [`epoch_log`]: one Parquet file per epoch with atomic publish and rollback; the
 //!   Parquet sink, stage taps and the dead-letter store all write through it.
+//! - [`replace`]: the rows a document-replacing sink writes for an epoch.
 //! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
 
 pub mod config;
@@ -20,12 +21,13 @@ pub mod documents;
 pub mod epoch_log;
 pub mod error;
 pub mod message;
+pub mod replace;
 pub mod sink;
 pub mod source;
 pub mod testkit;
 pub mod units;
 
-pub use config::{ConfigIssue, PlanContext, SinkConfig, SourceConfig};
+pub use config::{ConfigIssue, InspectTable, PlanContext, SinkConfig, SourceConfig};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use message::{Epoch, Message};
 pub use sink::{Sink, SinkContext};

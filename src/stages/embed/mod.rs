@@ -240,6 +240,12 @@ impl StageConfig for EmbedConfig {
         }
     }
 
+    fn query_embedder(&self) -> Option<Arc<dyn super::QueryEmbedder>> {
+        self.loaded
+            .get()
+            .map(|m| m.clone() as Arc<dyn super::QueryEmbedder>)
+    }
+
     fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
         let model = self.loaded.get().cloned().ok_or_else(|| {
             Error::Internal(format!(

@@ -245,6 +245,14 @@ impl Model {
     }
 }
 
+impl crate::stages::QueryEmbedder for Model {
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, String> {
+        let tokens = self.tokenize(&[text])?;
+        let mut out = self.embed(&[&tokens[0]])?;
+        Ok(out.remove(0))
+    }
+}
+
 /// Pool `[seq, dim]` token vectors into one, reading the attention mask.
 fn pool(tokens: &[f32], mask: &[i64], dim: usize, pooling: Pooling) -> Vec<f32> {
     match pooling {

@@ -14,7 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, AsArray, LargeStringBuilder, StringBuilder, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, LargeStringBuilder, StringBuilder, UInt32Array,
+};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -27,6 +29,8 @@ use crate::{Error, Result};
 
 pub const TEXT: &str = "text";
 pub const TITLE: &str = "title";
+/// Milliseconds the parser spent on the document.
+pub const PARSE_MS: &str = "parse_ms";
 
 /// ```yaml
 /// - type: parse
@@ -113,6 +117,7 @@ impl StageConfig for ParseConfig {
             .collect();
         fields.push(Field::new(TEXT, DataType::LargeUtf8, true));
         fields.push(Field::new(TITLE, DataType::Utf8, true));
+        fields.push(Field::new(PARSE_MS, DataType::Float64, true));
         Ok(Arc::new(Schema::new(fields)))
     }
 
@@ -217,6 +222,7 @@ impl Transform for ParseTransform {
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut texts = LargeStringBuilder::new();
         let mut titles = StringBuilder::new();
+        let mut parse_ms = Float64Builder::new();
         let mut letters = Vec::new();
         for row in 0..batch.num_rows() {
             let (doc_id, version) = (doc_ids.value(row), versions.value(row));
@@ -224,11 +230,14 @@ impl Transform for ParseTransform {
                 keep.push(row as u32);
                 texts.append_null();
                 titles.append_null();
+                parse_ms.append_null();
                 continue;
             }
             let ctype = if types.is_null(row) { "" } else { types.value(row) };
             let bytes = contents.value(row);
+            let started = std::time::Instant::now();
             let outcome = catch_parser_panic(|| parse_document(&self.config, ctype, bytes));
+            let took = started.elapsed().as_secs_f64() * 1e3;
             match outcome {
                 Ok((parsed, part_errors)) => {
                     letters.extend(part_errors.into_iter().map(|e| self.letter(doc_id, version, e)));
@@ -239,6 +248,7 @@ impl Transform for ParseTransform {
                     keep.push(row as u32);
                     texts.append_value(&parsed.text);
                     titles.append_option(parsed.title.as_deref());
+                    parse_ms.append_value(took);
                 }
                 Err(e) => letters.push(self.letter(doc_id, version, e)),
             }
@@ -253,6 +263,7 @@ impl Transform for ParseTransform {
         }
         columns.push(Arc::new(texts.finish()));
         columns.push(Arc::new(titles.finish()));
+        columns.push(Arc::new(parse_ms.finish()));
         let batch = RecordBatch::try_new(self.ctx.output.clone(), columns)?;
         Ok(StageOutput {
             batch,

@@ -1,0 +1,191 @@
+//! Configuration of the `feature_store` sink.
+
+use std::path::PathBuf;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+use sluice_connector_sdk::{
+    ConfigIssue, HumanDuration, InspectTable, PlanContext, Result, Sink, SinkConfig, SinkContext,
+};
+
+use crate::sink::FeatureStoreSink;
+
+/// ```yaml
+/// sinks:
+///   - name: doc_features
+///     type: feature_store
+///     query: SELECT doc_id, op, count(*) AS chunk_count, max(modified_at) AS event_timestamp FROM input GROUP BY doc_id, op
+///     entity: [doc_id]
+///     event_timestamp: event_timestamp
+///     offline: .sluice/features          # folder, relative to the pipeline file
+///     online: {url: redis://127.0.0.1:6379/, prefix: "sluice:docs", ttl: 7d}
+///     feast: {repo: .sluice/feast, project: sluice}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeatureStoreSinkConfig {
+    pub entity: Vec<String>,
+    #[serde(default = "default_event")]
+    pub event_timestamp: String,
+    pub offline: String,
+    #[serde(default)]
+    pub online: Option<OnlineSpec>,
+    #[serde(default)]
+    pub feast: Option<FeastSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OnlineSpec {
+    pub url: String,
+    /// Key prefix; the hash of an entity is `<prefix>:<key>` (keys joined by `|`).
+    pub prefix: String,
+    #[serde(default)]
+    pub ttl: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeastSpec {
+    pub repo: String,
+    #[serde(default = "default_project")]
+    pub project: String,
+}
+
+fn default_event() -> String {
+    "event_timestamp".into()
+}
+fn default_project() -> String {
+    "sluice".into()
+}
+
+pub const EVENT_TIMESTAMP: &str = "event_timestamp";
+pub const CREATED_TIMESTAMP: &str = "created_timestamp";
+/// Input columns that are not features.
+pub const NOT_FEATURES: &[&str] = &["op", "epoch"];
+
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A feature column's type is one Feast knows.
+pub fn feast_type(dt: &DataType) -> Option<&'static str> {
+    Some(match dt {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => "Int32",
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "Int64",
+        DataType::Float32 => "Float32",
+        DataType::Float64 => "Float64",
+        DataType::Utf8 | DataType::LargeUtf8 => "String",
+        DataType::Boolean => "Bool",
+        DataType::Timestamp(_, _) => "UnixTimestamp",
+        _ => return None,
+    })
+}
+
+impl FeatureStoreSinkConfig {
+    /// Feature columns: everything but the entity keys, the timestamp and `op`.
+    pub fn features<'a>(&self, input: &'a Schema) -> Vec<&'a Field> {
+        input
+            .fields()
+            .iter()
+            .map(|f| f.as_ref())
+            .filter(|f| {
+                !self.entity.contains(f.name())
+                    && f.name() != &self.event_timestamp
+                    && !NOT_FEATURES.contains(&f.name().as_str())
+            })
+            .collect()
+    }
+
+    /// The offline files' schema: entity keys, event and created timestamps, features.
+    pub fn offline_schema(&self, input: &Schema) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .entity
+            .iter()
+            .filter_map(|k| input.field_with_name(k).ok().cloned())
+            .collect();
+        fields.push(Field::new(EVENT_TIMESTAMP, timestamp_type(), false));
+        fields.push(Field::new(CREATED_TIMESTAMP, timestamp_type(), false));
+        fields.extend(self.features(input).into_iter().cloned());
+        std::sync::Arc::new(Schema::new(fields))
+    }
+
+    pub fn offline_dir(&self, base_dir: &std::path::Path) -> PathBuf {
+        base_dir.join(self.offline.strip_prefix("file://").unwrap_or(&self.offline))
+    }
+}
+
+impl SinkConfig for FeatureStoreSinkConfig {
+    fn validate(&self, _ctx: &PlanContext, input: &Schema) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.entity.is_empty() {
+            issues.push(ConfigIssue::new(
+                Some("entity"),
+                "name at least one entity key column",
+            ));
+        }
+        for k in &self.entity {
+            match input.field_with_name(k).map(|f| f.data_type()) {
+                Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Int64 | DataType::Int32) => {}
+                Ok(other) => issues.push(ConfigIssue::new(
+                    Some("entity"),
+                    format!("key `{k}` is {other}; use text or an integer"),
+                )),
+                Err(_) => issues.push(
+                    ConfigIssue::new(Some("entity"), format!("the input has no column `{k}`"))
+                        .with_hint("shape the input with this sink's `query`"),
+                ),
+            }
+        }
+        match input
+            .field_with_name(&self.event_timestamp)
+            .map(|f| f.data_type())
+        {
+            Ok(DataType::Timestamp(_, _)) => {}
+            Ok(other) => issues.push(ConfigIssue::new(
+                Some("event_timestamp"),
+                format!("`{}` is {other}, it must be a timestamp", self.event_timestamp),
+            )),
+            Err(_) => issues.push(ConfigIssue::new(
+                Some("event_timestamp"),
+                format!("the input has no column `{}`", self.event_timestamp),
+            )),
+        }
+        for f in self.features(input) {
+            if feast_type(f.data_type()).is_none() {
+                issues.push(
+                    ConfigIssue::new(
+                        None,
+                        format!(
+                            "feature `{}` is {}, which Feast cannot read",
+                            f.name(),
+                            f.data_type()
+                        ),
+                    )
+                    .with_hint("cast it or leave it out in this sink's `query`"),
+                );
+            }
+        }
+        if let Some(o) = &self.online {
+            if !o.url.starts_with("redis://") && !o.url.starts_with("rediss://") {
+                issues.push(ConfigIssue::new(
+                    Some("online"),
+                    format!("`{}` is not a redis:// URL", o.url),
+                ));
+            }
+        }
+        issues
+    }
+
+    fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
+        let dir = self.offline_dir(&ctx.base_dir);
+        std::fs::create_dir_all(&dir).ok()?;
+        let dir = std::fs::canonicalize(dir).ok()?;
+        Some(InspectTable::ParquetDataset {
+            url: format!("file://{}/", dir.display()),
+            schema: self.offline_schema(input),
+            partitions: vec!["date".into()],
+        })
+    }
+
+    fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(FeatureStoreSink::new(self.clone(), ctx, input)?))
+    }
+}

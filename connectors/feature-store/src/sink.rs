@@ -1,0 +1,195 @@
+//! The running `feature_store` sink: offline first (durable at the barrier), then
+//! online. A replayed epoch rewrites the same offline files and the same Redis
+//! values, so it changes nothing.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
+
+use crate::config::{FeatureStoreSinkConfig, EVENT_TIMESTAMP};
+use crate::offline::OfflineStore;
+use crate::online::OnlineStore;
+
+pub struct FeatureStoreSink {
+    config: FeatureStoreSinkConfig,
+    input: SchemaRef,
+    offline: OfflineStore,
+    online: Option<OnlineStore>,
+    name: String,
+    base_dir: std::path::PathBuf,
+    pending: Vec<RecordBatch>,
+}
+
+impl FeatureStoreSink {
+    pub fn new(config: FeatureStoreSinkConfig, ctx: &SinkContext, input: SchemaRef) -> Result<Self> {
+        let offline = OfflineStore {
+            dir: config.offline_dir(&ctx.base_dir),
+            schema: config.offline_schema(&input),
+            event_column: config.event_timestamp.clone(),
+        };
+        Ok(FeatureStoreSink {
+            config,
+            input,
+            offline,
+            online: None,
+            name: ctx.name.clone(),
+            base_dir: ctx.base_dir.clone(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// The entity key of each row: the key columns' values joined by `|`.
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<String>> {
+        let opts = FormatOptions::default();
+        let formatters = self
+            .config
+            .entity
+            .iter()
+            .map(|k| {
+                let col = batch
+                    .column_by_name(k)
+                    .ok_or_else(|| ConnectorError::internal(format!("no column `{k}`")))?;
+                ArrayFormatter::try_new(col.as_ref(), &opts).map_err(ConnectorError::from)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((0..batch.num_rows())
+            .map(|r| {
+                formatters
+                    .iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect())
+    }
+
+    async fn write_online(&mut self, deletes: &[RecordBatch], shaped: &[RecordBatch]) -> Result<()> {
+        let mut work: Vec<(String, Option<OnlineRow>)> = Vec::new();
+        for b in deletes {
+            for k in self.keys(b)? {
+                work.push((k, None));
+            }
+        }
+        let features: Vec<String> = self
+            .config
+            .features(&self.input)
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let opts = FormatOptions::default().with_null("");
+        for b in shaped {
+            let keys = self.keys(b)?;
+            let ts = b
+                .column_by_name(EVENT_TIMESTAMP)
+                .expect("shaped")
+                .as_primitive::<TimestampMicrosecondType>();
+            let cols = features
+                .iter()
+                .map(|f| ArrayFormatter::try_new(b.column_by_name(f).expect("shaped").as_ref(), &opts))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            for (r, key) in keys.into_iter().enumerate() {
+                if ts.is_null(r) {
+                    continue;
+                }
+                let values = features
+                    .iter()
+                    .zip(&cols)
+                    .map(|(f, c)| (f.clone(), c.value(r).to_string()))
+                    .collect();
+                work.push((key, Some((ts.value(r), values))));
+            }
+        }
+        let Some(online) = self.online.as_mut() else {
+            return Ok(());
+        };
+        for (key, row) in work {
+            match row {
+                None => online.delete(&key).await?,
+                Some((ts, values)) => {
+                    online.upsert(&key, ts, &values).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An entity's event time (µs) and its feature values as text.
+type OnlineRow = (i64, Vec<(String, String)>);
+
+fn is_delete(batch: &RecordBatch) -> Vec<bool> {
+    match batch.column_by_name("op") {
+        Some(op) if op.data_type() == &DataType::Utf8 => op
+            .as_string::<i32>()
+            .iter()
+            .map(|o| o == Some("delete"))
+            .collect(),
+        _ => vec![false; batch.num_rows()],
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for FeatureStoreSink {
+    async fn open(&mut self, committed: Epoch) -> Result<()> {
+        let removed = self.offline.rollback(committed)?;
+        if removed > 0 {
+            tracing::info!(sink = %self.name, files = removed, "rolled back offline files after epoch {committed}");
+        }
+        if let Some(spec) = &self.config.online {
+            let ttl = spec.ttl.map(|t| t.0.as_millis() as u64).unwrap_or(0);
+            self.online = Some(OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl).await?);
+        }
+        if let Some(feast) = &self.config.feast {
+            let repo = self.base_dir.join(&feast.repo);
+            let offline_dir = std::fs::canonicalize(&self.base_dir)
+                .unwrap_or_else(|_| self.base_dir.clone())
+                .join(
+                    self.config
+                        .offline
+                        .strip_prefix("file://")
+                        .unwrap_or(&self.config.offline),
+                );
+            crate::feast::write_repo(
+                &repo,
+                &feast.project,
+                &self.name,
+                &self.config,
+                &offline_dir,
+                &self.input,
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
+        self.pending.push(batch);
+        Ok(())
+    }
+
+    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let created = chrono::Utc::now().timestamp_micros();
+        let mut shaped = Vec::new();
+        let mut deletes = Vec::new();
+        for b in &self.pending {
+            let del = is_delete(b);
+            let keep: arrow::array::BooleanArray = del.iter().map(|d| Some(!d)).collect();
+            let gone: arrow::array::BooleanArray = del.iter().map(|d| Some(*d)).collect();
+            let upserts = arrow::compute::filter_record_batch(b, &keep)?;
+            if upserts.num_rows() > 0 {
+                shaped.push(self.offline.shape(&upserts, created)?);
+            }
+            let removed = arrow::compute::filter_record_batch(b, &gone)?;
+            if removed.num_rows() > 0 {
+                deletes.push(removed);
+            }
+        }
+        self.offline.write_epoch(epoch, &shaped)?;
+        self.write_online(&deletes, &shaped).await?;
+        self.pending.clear();
+        Ok(())
+    }
+}

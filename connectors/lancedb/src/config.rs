@@ -1,0 +1,155 @@
+//! Configuration of the `lancedb` sink.
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::Deserialize;
+use sluice_connector_sdk::{ConfigIssue, InspectTable, PlanContext, Result, Sink, SinkConfig, SinkContext};
+
+use crate::sink::LanceDbSink;
+
+/// ```yaml
+/// sinks:
+///   - name: vectors
+///     type: lancedb
+///     uri: .sluice/lancedb      # a folder (relative to the pipeline file) or s3://bucket/prefix
+///     table: chunks
+///     dimension: 384            # optional; checked against the plan and the table
+///     index: {type: ivf_pq, metric: cosine, after_rows: 100000}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+pub struct LanceDbSinkConfig {
+    pub uri: String,
+    pub table: String,
+    #[serde(default)]
+    pub dimension: Option<usize>,
+    #[serde(default = "default_doc")]
+    pub doc_column: String,
+    #[serde(default = "default_embedding")]
+    pub embedding_column: String,
+    #[serde(default)]
+    pub index: Option<IndexSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IndexSpec {
+    #[serde(rename = "type")]
+    pub kind: IndexType,
+    #[serde(default = "default_metric")]
+    pub metric: Metric,
+    /// Build the index once the table holds this many rows.
+    #[serde(default = "default_after")]
+    pub after_rows: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexType {
+    IvfPq,
+    Hnsw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Cosine,
+    L2,
+    Dot,
+}
+
+fn default_doc() -> String {
+    "doc_id".into()
+}
+fn default_embedding() -> String {
+    "embedding".into()
+}
+fn default_metric() -> Metric {
+    Metric::Cosine
+}
+fn default_after() -> usize {
+    100_000
+}
+
+/// Columns the sink does not store: the change marker and raw bytes.
+pub const SKIPPED: &[&str] = &["op", "content"];
+pub const EPOCH: &str = "epoch";
+
+/// The table's schema for sink input `input`.
+pub fn table_schema(input: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter(|f| !SKIPPED.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(EPOCH, DataType::Int64, false));
+    std::sync::Arc::new(Schema::new(fields))
+}
+
+impl LanceDbSinkConfig {
+    /// The URI with a relative local path resolved against `base_dir`.
+    pub fn resolved_uri(&self, base_dir: &std::path::Path) -> String {
+        if self.uri.contains("://") {
+            self.uri.clone()
+        } else {
+            base_dir.join(&self.uri).to_string_lossy().into_owned()
+        }
+    }
+}
+
+impl SinkConfig for LanceDbSinkConfig {
+    fn validate(&self, _ctx: &PlanContext, input: &Schema) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.table.is_empty()
+            || !self
+                .table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            issues.push(ConfigIssue::new(
+                Some("table"),
+                format!("`{}`: use letters, digits, _, - or .", self.table),
+            ));
+        }
+        if let Some(scheme) = self.uri.split_once("://").map(|(s, _)| s) {
+            if !["s3", "file", "memory"].contains(&scheme) {
+                issues.push(ConfigIssue::new(
+                    Some("uri"),
+                    format!("`{scheme}://` is not supported; use a folder or s3://"),
+                ));
+            }
+        }
+        if input.field_with_name(EPOCH).is_ok() {
+            issues.push(ConfigIssue::new(
+                None,
+                "the input already has a column `epoch`, which this sink adds",
+            ));
+        }
+        if input.field_with_name(&self.doc_column).is_err() {
+            issues.push(ConfigIssue::new(
+                Some("doc_column"),
+                format!("the input has no column `{}`", self.doc_column),
+            ));
+        }
+        issues.extend(sluice_connector_sdk::config::check_embedding(
+            input,
+            &self.embedding_column,
+            self.dimension,
+        ));
+        issues
+    }
+
+    fn inspect_table(&self, ctx: &SinkContext, _input: &SchemaRef) -> Option<InspectTable> {
+        Some(InspectTable::Lance {
+            uri: self.resolved_uri(&ctx.base_dir),
+            table: self.table.clone(),
+        })
+    }
+
+    fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(LanceDbSink::new(
+            self.clone(),
+            self.resolved_uri(&ctx.base_dir),
+            table_schema(&input),
+            ctx.name.clone(),
+        )))
+    }
+}

@@ -1,0 +1,213 @@
+//! The running `lancedb` sink.
+//!
+//! Invariants: rows carry their `epoch`; `open(committed)` deletes later epochs;
+//! `commit` deletes the epoch's doc_ids, then adds the new rows, so a document's
+//! rows are replaced as a whole and a replayed epoch changes nothing.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
+use lancedb::index::Index;
+use lancedb::{Connection, DistanceType, Table};
+use sluice_connector_sdk::replace::epoch_rows;
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
+
+use crate::config::{IndexType, LanceDbSinkConfig, Metric, EPOCH};
+
+pub struct LanceDbSink {
+    config: LanceDbSinkConfig,
+    uri: String,
+    schema: SchemaRef,
+    name: String,
+    table: Option<Table>,
+    pending: Vec<RecordBatch>,
+    indexed: bool,
+}
+
+fn lance_err(what: impl Into<String>, e: lancedb::Error) -> ConnectorError {
+    ConnectorError::external(what).with_source(e)
+}
+
+/// `'a', 'b'` with quotes doubled, for a delete predicate.
+fn sql_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn dimension(schema: &arrow::datatypes::Schema, column: &str) -> Option<i32> {
+    match schema.field_with_name(column).ok()?.data_type() {
+        DataType::FixedSizeList(_, d) => Some(*d),
+        _ => None,
+    }
+}
+
+impl LanceDbSink {
+    pub fn new(config: LanceDbSinkConfig, uri: String, schema: SchemaRef, name: String) -> Self {
+        LanceDbSink {
+            config,
+            uri,
+            schema,
+            name,
+            table: None,
+            pending: Vec::new(),
+            indexed: false,
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection> {
+        if !self.uri.contains("://") {
+            std::fs::create_dir_all(&self.uri)
+                .map_err(|e| ConnectorError::user(format!("cannot create {}", self.uri)).with_source(e))?;
+        }
+        lancedb::connect(&self.uri)
+            .execute()
+            .await
+            .map_err(|e| lance_err(format!("LanceDB at {}", self.uri), e))
+    }
+
+    fn table(&self) -> Result<&Table> {
+        self.table
+            .as_ref()
+            .ok_or_else(|| ConnectorError::internal("lancedb sink used before open"))
+    }
+
+    /// Reorder and complete `batch` to the table's schema, with `epoch` set.
+    fn to_table_rows(&self, batch: &RecordBatch, epoch: Epoch) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.name() == EPOCH {
+                    Ok(Arc::new(Int64Array::from(vec![epoch as i64; batch.num_rows()])) as ArrayRef)
+                } else {
+                    batch
+                        .column_by_name(f.name())
+                        .cloned()
+                        .ok_or_else(|| ConnectorError::internal(format!("no column `{}`", f.name())))
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    async fn maybe_index(&mut self) -> Result<()> {
+        let Some(spec) = self.config.index.clone() else {
+            return Ok(());
+        };
+        if self.indexed {
+            return Ok(());
+        }
+        let table = self.table()?;
+        let column = self.config.embedding_column.clone();
+        let existing = table
+            .list_indices()
+            .await
+            .map_err(|e| lance_err("listing indexes", e))?;
+        if existing.iter().any(|i| i.columns.contains(&column)) {
+            self.indexed = true;
+            return Ok(());
+        }
+        let rows = table
+            .count_rows(None)
+            .await
+            .map_err(|e| lance_err("counting rows", e))?;
+        if rows < spec.after_rows {
+            return Ok(());
+        }
+        let distance = match spec.metric {
+            Metric::Cosine => DistanceType::Cosine,
+            Metric::L2 => DistanceType::L2,
+            Metric::Dot => DistanceType::Dot,
+        };
+        let index = match spec.kind {
+            IndexType::IvfPq => Index::IvfPq(IvfPqIndexBuilder::default().distance_type(distance)),
+            IndexType::Hnsw => Index::IvfHnswSq(IvfHnswSqIndexBuilder::default().distance_type(distance)),
+        };
+        tracing::info!(sink = %self.name, rows, "building the {:?} index on `{column}`", spec.kind);
+        table
+            .create_index(&[column.as_str()], index)
+            .execute()
+            .await
+            .map_err(|e| lance_err("building the vector index", e))?;
+        self.indexed = true;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for LanceDbSink {
+    async fn open(&mut self, committed: Epoch) -> Result<()> {
+        let db = self.connect().await?;
+        let name = self.config.table.clone();
+        let table = match db.open_table(&name).execute().await {
+            Ok(t) => {
+                let have = t
+                    .schema()
+                    .await
+                    .map_err(|e| lance_err("reading the table schema", e))?;
+                let column = &self.config.embedding_column;
+                if let (Some(h), Some(w)) = (dimension(&have, column), dimension(&self.schema, column)) {
+                    if h != w {
+                        return Err(ConnectorError::user(format!(
+                            "LanceDB table `{name}` at {} has {h}-dimensional `{column}`, this pipeline makes {w}; refusing to run (use another table)",
+                            self.uri
+                        )));
+                    }
+                }
+                t
+            }
+            Err(lancedb::Error::TableNotFound { .. }) => db
+                .create_empty_table(&name, self.schema.clone())
+                .execute()
+                .await
+                .map_err(|e| lance_err(format!("creating table `{name}`"), e))?,
+            Err(e) => return Err(lance_err(format!("opening table `{name}`"), e)),
+        };
+        table
+            .delete(format!("{EPOCH} > {committed}").as_str())
+            .await
+            .map_err(|e| lance_err("rolling back uncommitted epochs", e))?;
+        self.table = Some(table);
+        Ok(())
+    }
+
+    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
+        self.pending.push(batch);
+        Ok(())
+    }
+
+    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = epoch_rows(&self.pending, &self.config.doc_column)?;
+        let doc = self.config.doc_column.clone();
+        let table = self.table()?.clone();
+        for ids in rows.doc_ids.chunks(500) {
+            table
+                .delete(format!("{doc} IN ({})", sql_list(ids)).as_str())
+                .await
+                .map_err(|e| lance_err("deleting replaced documents", e))?;
+        }
+        let batches: Vec<RecordBatch> = rows
+            .batches
+            .iter()
+            .map(|b| self.to_table_rows(b, epoch))
+            .collect::<Result<_>>()?;
+        if !batches.is_empty() {
+            table
+                .add(batches)
+                .execute()
+                .await
+                .map_err(|e| lance_err("adding rows", e))?;
+        }
+        self.pending.clear();
+        self.maybe_index().await
+    }
+}

@@ -1,0 +1,218 @@
+//! Configuration of the `pgvector` sink.
+
+use std::time::Duration;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use serde::Deserialize;
+use sluice_connector_sdk::{ConfigIssue, HumanDuration, PlanContext, Result, Sink, SinkConfig, SinkContext};
+
+use crate::columns::{self, Column};
+use crate::sink::PgVectorSink;
+
+/// ```yaml
+/// sinks:
+///   - name: vectors
+///     type: pgvector
+///     url: postgresql://sluice:${PGPASSWORD}@127.0.0.1:5432/rag
+///     table: chunks
+///     dimension: 384          # optional; checked against the plan and the table
+///     tls: disable            # or require
+///     index: {type: hnsw, metric: cosine}
+///     max_outage: 60s         # retry this long while the database is unreachable
+/// ```
+#[derive(Clone, Deserialize)]
+pub struct PgVectorSinkConfig {
+    pub url: String,
+    pub table: String,
+    #[serde(default)]
+    pub dimension: Option<usize>,
+    #[serde(default = "default_id")]
+    pub id_column: String,
+    #[serde(default = "default_doc")]
+    pub doc_column: String,
+    #[serde(default = "default_embedding")]
+    pub embedding_column: String,
+    /// Columns to store; by default every column of a supported type.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    #[serde(default)]
+    pub tls: Tls,
+    #[serde(default)]
+    pub index: IndexSpec,
+    #[serde(default = "default_outage")]
+    pub max_outage: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tls {
+    #[default]
+    Disable,
+    Require,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IndexSpec {
+    #[serde(default = "default_index_type", rename = "type")]
+    pub kind: IndexType,
+    #[serde(default = "default_metric")]
+    pub metric: Metric,
+}
+
+impl Default for IndexSpec {
+    fn default() -> Self {
+        IndexSpec {
+            kind: default_index_type(),
+            metric: default_metric(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexType {
+    Hnsw,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Cosine,
+    L2,
+    Dot,
+}
+
+impl Metric {
+    pub fn ops(self) -> &'static str {
+        match self {
+            Metric::Cosine => "vector_cosine_ops",
+            Metric::L2 => "vector_l2_ops",
+            Metric::Dot => "vector_ip_ops",
+        }
+    }
+}
+
+fn default_id() -> String {
+    "chunk_id".into()
+}
+fn default_doc() -> String {
+    "doc_id".into()
+}
+fn default_embedding() -> String {
+    "embedding".into()
+}
+fn default_index_type() -> IndexType {
+    IndexType::Hnsw
+}
+fn default_metric() -> Metric {
+    Metric::Cosine
+}
+fn default_outage() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+/// `url` with any password replaced by `***`, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for PgVectorSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgVectorSinkConfig")
+            .field("url", &redact(&self.url))
+            .field("table", &self.table)
+            .field("dimension", &self.dimension)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl PgVectorSinkConfig {
+    /// The columns written, in order, or every problem with them.
+    pub fn columns(&self, input: &Schema) -> std::result::Result<Vec<Column>, Vec<ConfigIssue>> {
+        columns::select(input, self)
+    }
+}
+
+impl SinkConfig for PgVectorSinkConfig {
+    fn validate(&self, _ctx: &PlanContext, input: &Schema) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if !self.url.starts_with("postgres://") && !self.url.starts_with("postgresql://") {
+            issues.push(ConfigIssue::new(
+                Some("url"),
+                format!("`{}` is not a postgresql:// URL", redact(&self.url)),
+            ));
+        }
+        if !is_identifier(&self.table) {
+            issues.push(ConfigIssue::new(
+                Some("table"),
+                format!("`{}`: use letters, digits and _ (at most 63)", self.table),
+            ));
+        }
+        issues.extend(sluice_connector_sdk::config::check_embedding(
+            input,
+            &self.embedding_column,
+            self.dimension,
+        ));
+        for (key, col) in [("id_column", &self.id_column), ("doc_column", &self.doc_column)] {
+            if input.field_with_name(col).is_err() {
+                issues.push(ConfigIssue::new(
+                    Some(key),
+                    format!("the input has no column `{col}`"),
+                ));
+            }
+        }
+        if let Err(more) = self.columns(input) {
+            issues.extend(more);
+        }
+        issues
+    }
+
+    fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
+        let columns = self.columns(&input).map_err(|issues| {
+            sluice_connector_sdk::ConnectorError::user(
+                issues
+                    .into_iter()
+                    .map(|i| i.message)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        Ok(Box::new(PgVectorSink::new(
+            self.clone(),
+            columns,
+            ctx.name.clone(),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("postgresql://u:s3cret@h:5432/db"),
+            "postgresql://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(redact("postgresql://h/db"), "postgresql://h/db");
+    }
+}

@@ -1,0 +1,15 @@
+//! The `pgvector` sink: chunks and their embeddings into a PostgreSQL table with a
+//! `vector(dim)` column, through tokio-postgres and the `pgvector` crate.
+//!
+//! - [`config`]: the YAML block, validated against the plan (the dimension too).
+//! - [`columns`]: which Arrow columns become which PostgreSQL columns.
+//! - [`sink`]: per epoch, one transaction: delete by doc_id, then a binary COPY.
+//!
+//! The table, the extension and an HNSW index are created when missing. At
+//! start-up an existing table's vector dimension is checked against the plan.
+
+pub mod columns;
+pub mod config;
+pub mod sink;
+
+pub use config::PgVectorSinkConfig;

@@ -1,0 +1,340 @@
+//! The running `pgvector` sink.
+//!
+//! Invariants:
+//! - an epoch is one transaction: delete every row of the epoch's doc_ids, then a
+//!   binary COPY of the new rows; rows carry their `epoch`;
+//! - a document seen twice in one epoch keeps only its last version's rows;
+//! - `open(committed)` deletes rows of epochs after `committed`;
+//! - while the database is unreachable the epoch is held and retried with
+//!   backoff, for up to `max_outage`; then the pipeline stops, naming the server.
+
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use sluice_connector_sdk::replace::epoch_rows;
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Client;
+
+use crate::columns::{self, Column, PgType};
+use crate::config::{redact, IndexType, PgVectorSinkConfig, Tls};
+
+pub struct PgVectorSink {
+    config: PgVectorSinkConfig,
+    columns: Vec<Column>,
+    name: String,
+    client: Option<Client>,
+    /// The `vector` type's OID, looked up once connected.
+    vector_type: Option<Type>,
+    pending: Vec<RecordBatch>,
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Is this a lost connection (retry) rather than a refusal by the database (fail)?
+fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.code().is_none()
+}
+
+impl PgVectorSink {
+    pub fn new(config: PgVectorSinkConfig, columns: Vec<Column>, name: String) -> Self {
+        PgVectorSink {
+            config,
+            columns,
+            name,
+            client: None,
+            vector_type: None,
+            pending: Vec::new(),
+        }
+    }
+
+    fn server(&self) -> String {
+        redact(&self.config.url)
+    }
+
+    fn external(&self, what: &str, e: tokio_postgres::Error) -> ConnectorError {
+        pg_err(&self.server(), what, e)
+    }
+
+    async fn connect(&self) -> std::result::Result<Client, tokio_postgres::Error> {
+        let (client, connection) = match self.config.tls {
+            Tls::Disable => {
+                let (c, conn) = tokio_postgres::connect(&self.config.url, tokio_postgres::NoTls).await?;
+                (c, tokio::spawn(conn))
+            }
+            Tls::Require => {
+                let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                let tls = rustls::ClientConfig::builder_with_provider(
+                    rustls::crypto::ring::default_provider().into(),
+                )
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                let (c, conn) = tokio_postgres::connect(
+                    &self.config.url,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                )
+                .await?;
+                (c, tokio::spawn(conn))
+            }
+        };
+        drop(connection);
+        Ok(client)
+    }
+
+    async fn client(&mut self) -> Result<&Client> {
+        if self.client.is_none() {
+            let c = self.connect().await.map_err(|e| self.external("connect", e))?;
+            self.client = Some(c);
+        }
+        Ok(self.client.as_ref().expect("just connected"))
+    }
+
+    /// Create the extension, table and indexes when missing; check the dimension.
+    async fn prepare(&mut self, committed: Epoch) -> Result<()> {
+        let t = quote(&self.config.table);
+        let mut cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let pk = if c.name == self.config.id_column {
+                    " PRIMARY KEY"
+                } else {
+                    ""
+                };
+                format!("{} {}{pk}", quote(&c.name), c.pg.ddl())
+            })
+            .collect();
+        cols.push("epoch BIGINT NOT NULL".into());
+        let mut ddl = vec![
+            "CREATE EXTENSION IF NOT EXISTS vector".to_string(),
+            format!("CREATE TABLE IF NOT EXISTS {t} ({})", cols.join(", ")),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} ({})",
+                quote(&format!("{}_doc", self.config.table)),
+                quote(&self.config.doc_column)
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (epoch)",
+                quote(&format!("{}_epoch", self.config.table))
+            ),
+        ];
+        if self.config.index.kind == IndexType::Hnsw {
+            ddl.push(format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} USING hnsw ({} {})",
+                quote(&format!("{}_hnsw", self.config.table)),
+                quote(&self.config.embedding_column),
+                self.config.index.metric.ops()
+            ));
+        }
+        let want = self.columns.iter().find_map(|c| match c.pg {
+            PgType::Vector(d) if c.name == self.config.embedding_column => Some(d),
+            _ => None,
+        });
+        let table = self.config.table.clone();
+        let embedding = self.config.embedding_column.clone();
+        let server = self.server();
+        let client = self.client().await?;
+        // Check the dimension before creating anything.
+        let existing: Option<i32> = client
+            .query_opt(
+                "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
+                &[&table, &embedding],
+            )
+            .await
+            .map_err(|e| pg_err(&server, &format!("reading the schema of `{table}`"), e))?
+            .map(|r| r.get(0));
+        if let (Some(have), Some(want)) = (existing, want) {
+            if have as usize != want {
+                return Err(ConnectorError::user(format!(
+                    "table `{table}` has `{embedding}` vector({have}), this pipeline makes vector({want}); refusing to run (use another table, or drop this one)"
+                )));
+            }
+        }
+        for stmt in &ddl {
+            client
+                .batch_execute(stmt)
+                .await
+                .map_err(|e| pg_err(&server, &format!("`{stmt}`"), e))?;
+        }
+        let vector: Type = client
+            .query_one("SELECT 'vector'::regtype::oid", &[])
+            .await
+            .map(|r| {
+                Type::new(
+                    "vector".into(),
+                    r.get(0),
+                    tokio_postgres::types::Kind::Simple,
+                    "public".into(),
+                )
+            })
+            .map_err(|e| pg_err(&server, "looking up the vector type", e))?;
+        let rolled = client
+            .execute(
+                &format!("DELETE FROM {t} WHERE epoch > $1"),
+                &[&(committed as i64)],
+            )
+            .await
+            .map_err(|e| pg_err(&server, "rolling back uncommitted epochs", e))?;
+        if rolled > 0 {
+            tracing::info!(sink = %self.name, rows = rolled, "rolled back rows of epochs after {committed}");
+        }
+        self.vector_type = Some(vector);
+        Ok(())
+    }
+
+    async fn write_epoch(&mut self, epoch: Epoch) -> Result<()> {
+        let rows = epoch_rows(&self.pending, &self.config.doc_column)?;
+        let vector = self
+            .vector_type
+            .clone()
+            .ok_or_else(|| ConnectorError::internal("sink not opened"))?;
+        let types: Vec<Type> = self
+            .columns
+            .iter()
+            .map(|c| c.pg.wire(&vector))
+            .chain([Type::INT8])
+            .collect();
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .chain(["epoch".into()])
+            .collect();
+        let t = quote(&self.config.table);
+        let doc_column = quote(&self.config.doc_column);
+        let columns = self.columns.clone();
+        let server = self.server();
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| ConnectorError::external("not connected"))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_err(&server, "BEGIN", e))?;
+        tx.execute(
+            &format!("DELETE FROM {t} WHERE {doc_column} = ANY($1)"),
+            &[&rows.doc_ids],
+        )
+        .await
+        .map_err(|e| pg_err(&server, "deleting replaced documents", e))?;
+        let copy = tx
+            .copy_in(&format!("COPY {t} ({}) FROM STDIN BINARY", names.join(", ")))
+            .await
+            .map_err(|e| pg_err(&server, "COPY", e))?;
+        let writer = BinaryCopyInWriter::new(copy, &types);
+        futures::pin_mut!(writer);
+        let epoch_value = epoch as i64;
+        for batch in &rows.batches {
+            for row in 0..batch.num_rows() {
+                let values: Vec<columns::Value> = columns
+                    .iter()
+                    .map(|c| columns::value(batch, c, row))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(ConnectorError::user)?;
+                let mut refs: Vec<&(dyn ToSql + Sync)> =
+                    values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
+                refs.push(&epoch_value);
+                writer
+                    .as_mut()
+                    .write(&refs)
+                    .await
+                    .map_err(|e| pg_err(&server, "COPY row", e))?;
+            }
+        }
+        writer.finish().await.map_err(|e| pg_err(&server, "COPY", e))?;
+        tx.commit().await.map_err(|e| pg_err(&server, "COMMIT", e))?;
+        Ok(())
+    }
+}
+
+fn pg_err(server: &str, what: &str, e: tokio_postgres::Error) -> ConnectorError {
+    let retry = is_connection_error(&e);
+    ConnectorError::external(format!("PostgreSQL at {server}: {what}"))
+        .with_source(e)
+        .retryable(retry)
+}
+
+/// Exponential backoff while a server is unreachable, up to an outage budget.
+struct Retry {
+    started: Instant,
+    delay: Duration,
+    budget: Duration,
+}
+
+impl Retry {
+    fn new(budget: Duration) -> Self {
+        Retry {
+            started: Instant::now(),
+            delay: Duration::from_millis(100),
+            budget,
+        }
+    }
+
+    /// Sleep before the next attempt, or give up with the error to report.
+    async fn wait(&mut self, e: ConnectorError, sink: &str, server: &str) -> Result<()> {
+        if !e.retryable {
+            return Err(e);
+        }
+        if self.started.elapsed() >= self.budget {
+            return Err(ConnectorError::external(format!(
+                "PostgreSQL at {server} unreachable for {:?} (max_outage); the epoch stays uncommitted",
+                self.budget
+            ))
+            .with_source(e)
+            .retryable(false));
+        }
+        tracing::warn!(sink, "retrying in {:?}: {e}", self.delay);
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(5));
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for PgVectorSink {
+    async fn open(&mut self, committed: Epoch) -> Result<()> {
+        let mut retry = Retry::new(self.config.max_outage.0);
+        loop {
+            match self.prepare(committed).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.client = None;
+                    retry.wait(e, &self.name, &self.server()).await?;
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
+        self.pending.push(batch);
+        Ok(())
+    }
+
+    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut retry = Retry::new(self.config.max_outage.0);
+        loop {
+            let attempt = match self.client().await {
+                Ok(_) => self.write_epoch(epoch).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(()) => break,
+                Err(e) => {
+                    self.client = None;
+                    retry.wait(e, &self.name, &self.server()).await?;
+                }
+            }
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! `vector_search(sink, 'query text', k)`: embeds the text with the pipeline's own
+//! embed stage and returns the `k` nearest rows of a LanceDB sink, with `_distance`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::Expr;
+
+use crate::stages::QueryEmbedder;
+
+pub struct VectorSearch {
+    /// Sink name → (LanceDB URI, table).
+    pub sinks: HashMap<String, (String, String)>,
+    pub embedder: Option<Arc<dyn QueryEmbedder>>,
+}
+
+impl std::fmt::Debug for VectorSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorSearch")
+            .field("sinks", &self.sinks)
+            .finish()
+    }
+}
+
+fn literal_str(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => Some(s.clone()),
+        Expr::Column(c) => Some(c.name.clone()),
+        _ => None,
+    }
+}
+
+fn literal_k(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(k)), _) if *k > 0 => Some(*k as usize),
+        _ => None,
+    }
+}
+
+impl TableFunctionImpl for VectorSearch {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        let (Some(sink), Some(text), Some(k)) = (
+            exprs.first().and_then(literal_str),
+            exprs.get(1).and_then(literal_str),
+            exprs.get(2).and_then(literal_k),
+        ) else {
+            return plan_err!(
+                "use vector_search(sink, 'query text', k), e.g. vector_search(vectors, 'backpressure', 5)"
+            );
+        };
+        let Some((uri, table)) = self.sinks.get(&sink).cloned() else {
+            let names: Vec<&String> = self.sinks.keys().collect();
+            return plan_err!("`{sink}` is not a LanceDB sink of this pipeline; LanceDB sinks: {names:?}");
+        };
+        let Some(embedder) = self.embedder.clone() else {
+            return plan_err!("this pipeline has no embed stage to embed the query with");
+        };
+        let vector = embedder.embed_query(&text).map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!("embedding the query: {e}"))
+        })?;
+        // A table function is planned synchronously: run the search on its own runtime.
+        let batches = std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(sluice_lancedb::vector_search(&uri, &table, vector, k))
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })
+            .join()
+            .map_err(|_| std::io::Error::other("vector search thread panicked"))?
+        })
+        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("vector search: {e}")))?;
+        let Some(schema) = batches.first().map(|b| b.schema()) else {
+            return plan_err!("`{sink}` is empty");
+        };
+        Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+    }
+}
