@@ -62,7 +62,7 @@ install() {
   fi
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(head -1 "$1")" 2>/dev/null; }
+alive() { [ -f "$1" ] && kill -0 "$(head -1 "$1" 2>/dev/null)" 2>/dev/null; }
 
 run_pg() {
   if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
@@ -114,8 +114,16 @@ down() {
   rm -rf "$DIR"
 }
 
+# For outage tests: stop or start PostgreSQL alone (use a separate
+# SLUICE_SERVICES_DIR and SLUICE_PG_PORT, so other tests keep theirs).
+pg_stop() {
+  run_pg "'$PG_BIN/pg_ctl' -D '$DIR/pg' -m fast -w stop >/dev/null"
+}
+
 case "${1:-up}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  pg-stop) pg_stop ;;
+  pg-start) pg_up 9>&- ;;
+  *) echo "usage: $0 up|down|pg-stop|pg-start" >&2; exit 2 ;;
 esac

@@ -173,6 +173,24 @@ fn pgvector_holds_exactly_the_current_chunks_with_their_vectors() {
             .unwrap()
             .get(0);
         assert_eq!(indexes, 1);
+        // The planner uses it (a table this small is scanned unless told not to).
+        let literal = format!(
+            "[{}]",
+            parquet_vec.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+        );
+        let plan: Vec<String> = c
+            .simple_query(&format!(
+                "SET enable_seqscan = off; EXPLAIN SELECT chunk_id FROM {table} ORDER BY embedding <=> '{literal}' LIMIT 1"
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert!(plan.iter().any(|l| l.contains(&format!("{table}_hnsw"))), "{plan:?}");
     });
 
     // A changed document keeps no chunk of its old version; a deleted one is gone.
@@ -532,4 +550,107 @@ fn feature_store_writes_feast_parquet_and_redis_never_goes_back_in_time() {
     for d in docs {
         assert_eq!(got[d], per_doc[d], "{d}");
     }
+}
+
+/// `scripts/services.sh CMD` on a private PostgreSQL and Redis under `dir`.
+fn private_services(dir: &std::path::Path, port: u16, cmd: &str) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(util::repo_root().join("scripts/services.sh"))
+        .arg(cmd)
+        .env("SLUICE_SERVICES_DIR", dir)
+        .env("SLUICE_PG_PORT", port.to_string())
+        .env("SLUICE_REDIS_PORT", (port + 1).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "services.sh {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn pgvector_waits_out_a_database_outage_and_loses_nothing() {
+    let dir = std::path::PathBuf::from(format!("/tmp/{}", util::unique("outage")));
+    let port = 56000 + (std::process::id() % 500) as u16 * 2;
+    let env = private_services(&dir, port, "up");
+    let url = env
+        .lines()
+        .find_map(|l| l.strip_prefix("SLUICE_TEST_PG_URL="))
+        .unwrap()
+        .to_string();
+
+    let ws = Workspace::new();
+    for d in 0..240 {
+        ws.write(
+            &format!("data/doc{d:03}.md"),
+            format!("# Document {d}\n\nA paragraph about topic {d}, long enough to be a chunk of its own in this test.\n"),
+        );
+    }
+    let sink =
+        format!("  - {{name: vectors, type: pgvector, url: \"{url}\", table: outage, max_outage: 60s}}");
+    ws.write(
+        "p.yaml",
+        pipeline(&sink)
+            // Small channels throttle the source, so epochs are cut all through the run.
+            .replace("interval: 1s", "interval: 200ms\nchannels:\n  max_rows: 16")
+            .replace("path: ./data\n", "path: ./data\n  batch_size: 2\n")
+            // Small micro-batches: the embed stage holds few rows, so it throttles the source.
+            .replace("type: embed\n", "type: embed\n    batch_size: 2\n"),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "p.yaml"])
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // As soon as the first epoch is in, stop the database for three seconds.
+    let rt = runtime();
+    let rows = |rt: &tokio::runtime::Runtime| -> i64 {
+        rt.block_on(async {
+            let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
+                return -1;
+            };
+            tokio::spawn(conn);
+            match c.query_one("SELECT count(*) FROM outage", &[]).await {
+                Ok(r) => r.get(0),
+                Err(_) => -1,
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    while rows(&rt) <= 0 {
+        assert!(started.elapsed().as_secs() < 120, "no rows arrived");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let first_rows = started.elapsed();
+    private_services(&dir, port, "pg-stop");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    private_services(&dir, port, "pg-start");
+
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("retrying"),
+        "the run never saw the outage (rows first seen after {first_rows:?}, run ended after {:?}): {stderr}\n{}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let want = expected(&ws);
+    let got: BTreeMap<String, String> = rt.block_on(async {
+        let c = pg(&url).await;
+        c.query("SELECT chunk_id, doc_id FROM outage", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    });
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want, "nothing lost, nothing twice");
+    private_services(&dir, port, "down");
 }
