@@ -689,3 +689,36 @@ fn pgvector_waits_out_a_database_outage_and_loses_nothing() {
     assert_eq!(got, want, "nothing lost, nothing twice");
     private_services(&dir, port, "down");
 }
+
+#[test]
+fn sluice_index_rebuild_builds_the_lancedb_index_on_request() {
+    let ws = Workspace::new();
+    corpus(&ws);
+    let sink = "  - {name: vectors, type: lancedb, uri: ./lance, table: chunks, index: {type: hnsw, metric: cosine, after_rows: 1000000}}";
+    ws.write("p.yaml", pipeline(sink));
+    ws.ok(&["run", "p.yaml"]);
+    let uri = ws.path("lance").to_string_lossy().into_owned();
+    let indexed = |uri: &str| {
+        runtime().block_on(async {
+            let db = lancedb::connect(uri).execute().await.unwrap();
+            let t = db.open_table("chunks").execute().await.unwrap();
+            t.list_indices()
+                .await
+                .unwrap()
+                .iter()
+                .any(|i| i.columns == vec!["embedding".to_string()])
+        })
+    };
+    assert!(!indexed(&uri), "below after_rows: no index yet");
+    let out = ws.ok(&["index", "rebuild", "--pipeline", "p.yaml"]);
+    assert!(
+        out.starts_with("vectors: built a Hnsw index (Cosine) on `embedding`"),
+        "{out}"
+    );
+    assert!(indexed(&uri));
+    // Again: the index is replaced, not refused.
+    ws.ok(&["index", "rebuild", "--pipeline", "p.yaml", "--sink", "vectors"]);
+    let out = ws.sluice(&["index", "rebuild", "--pipeline", "p.yaml", "--sink", "out"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sink named `out`"));
+}

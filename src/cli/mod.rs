@@ -66,6 +66,23 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Vector indexes of a pipeline's sinks.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Build (or replace) the vector index of each sink that has one, now.
+    Rebuild {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,5 +128,32 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     format,
                 },
         } => dlq::list(&pipeline, stage, doc_id, since, format).await,
+        Command::Index {
+            command: IndexCommand::Rebuild { pipeline, sink },
+        } => rebuild_indexes(&pipeline, sink.as_deref()).await,
     }
+}
+
+/// `sluice index rebuild`: every matching sink that has a vector index.
+async fn rebuild_indexes(pipeline: &std::path::Path, only: Option<&str>) -> anyhow::Result<u8> {
+    let plan = crate::spec::load_file(pipeline).map_err(crate::Error::from)?;
+    let mut built = 0;
+    for sink in plan.sinks.iter().filter(|s| only.is_none_or(|n| n == s.name)) {
+        if let Some(job) = sink.config.rebuild_index(&plan.sink_context(sink)) {
+            let what = job
+                .await
+                .map_err(|e| crate::Error::connector(format!("sink `{}`", sink.name), e))?;
+            println!("{}: {what}", sink.name);
+            built += 1;
+        }
+    }
+    if built == 0 {
+        return Err(crate::Error::Sql(format!(
+            "no sink{} of {} has a vector index to rebuild (LanceDB sinks do)",
+            only.map(|n| format!(" named `{n}`")).unwrap_or_default(),
+            pipeline.display()
+        ))
+        .into());
+    }
+    Ok(EXIT_OK)
 }

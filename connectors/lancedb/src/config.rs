@@ -137,6 +137,16 @@ impl SinkConfig for LanceDbSinkConfig {
         issues
     }
 
+    fn rebuild_index(
+        &self,
+        ctx: &SinkContext,
+    ) -> Option<futures::future::BoxFuture<'static, Result<String>>> {
+        let (uri, config) = (self.resolved_uri(&ctx.base_dir), self.clone());
+        Some(Box::pin(async move {
+            crate::sink::rebuild_index(&uri, &config).await
+        }))
+    }
+
     fn inspect_table(&self, ctx: &SinkContext, _input: &SchemaRef) -> Option<InspectTable> {
         Some(InspectTable::Lance {
             uri: self.resolved_uri(&ctx.base_dir),

@@ -14,7 +14,7 @@ use lancedb::{Connection, DistanceType, Table};
 use sluice_connector_sdk::replace::epoch_rows;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
 
-use crate::config::{IndexType, LanceDbSinkConfig, Metric, EPOCH};
+use crate::config::{IndexSpec, IndexType, LanceDbSinkConfig, Metric, EPOCH};
 
 pub struct LanceDbSink {
     config: LanceDbSinkConfig,
@@ -120,18 +120,11 @@ impl LanceDbSink {
         if rows < spec.after_rows {
             return Ok(());
         }
-        let distance = match spec.metric {
-            Metric::Cosine => DistanceType::Cosine,
-            Metric::L2 => DistanceType::L2,
-            Metric::Dot => DistanceType::Dot,
-        };
-        let index = match spec.kind {
-            IndexType::IvfPq => Index::IvfPq(IvfPqIndexBuilder::default().distance_type(distance)),
-            IndexType::Hnsw => Index::IvfHnswSq(IvfHnswSqIndexBuilder::default().distance_type(distance)),
-        };
+        let index = index_for(&spec);
         tracing::info!(sink = %self.name, rows, "building the {:?} index on `{column}`", spec.kind);
         table
             .create_index(&[column.as_str()], index)
+            .replace(true)
             .execute()
             .await
             .map_err(|e| lance_err("building the vector index", e))?;
@@ -210,4 +203,50 @@ impl Sink for LanceDbSink {
         self.pending.clear();
         self.maybe_index().await
     }
+}
+
+fn index_for(spec: &IndexSpec) -> Index {
+    let distance = match spec.metric {
+        Metric::Cosine => DistanceType::Cosine,
+        Metric::L2 => DistanceType::L2,
+        Metric::Dot => DistanceType::Dot,
+    };
+    match spec.kind {
+        IndexType::IvfPq => Index::IvfPq(IvfPqIndexBuilder::default().distance_type(distance)),
+        IndexType::Hnsw => Index::IvfHnswSq(IvfHnswSqIndexBuilder::default().distance_type(distance)),
+    }
+}
+
+/// Build (or replace) the vector index of the sink's table now, whatever its size.
+/// Without an `index` in the config, an HNSW index on cosine distance.
+pub async fn rebuild_index(uri: &str, config: &LanceDbSinkConfig) -> Result<String> {
+    let spec = config.index.clone().unwrap_or(IndexSpec {
+        kind: IndexType::Hnsw,
+        metric: Metric::Cosine,
+        after_rows: 0,
+    });
+    let db = lancedb::connect(uri)
+        .execute()
+        .await
+        .map_err(|e| lance_err(format!("LanceDB at {uri}"), e))?;
+    let table = db.open_table(&config.table).execute().await.map_err(|e| {
+        lance_err(
+            format!("opening `{}` (has the pipeline run yet?)", config.table),
+            e,
+        )
+    })?;
+    let rows = table
+        .count_rows(None)
+        .await
+        .map_err(|e| lance_err("counting rows", e))?;
+    table
+        .create_index(&[config.embedding_column.as_str()], index_for(&spec))
+        .replace(true)
+        .execute()
+        .await
+        .map_err(|e| lance_err("building the vector index", e))?;
+    Ok(format!(
+        "built a {:?} index ({:?}) on `{}` over {rows} rows",
+        spec.kind, spec.metric, config.embedding_column
+    ))
 }

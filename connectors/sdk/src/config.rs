@@ -108,6 +108,16 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Rebuild the sink's vector index now (`sluice index rebuild`), if it has one.
+    /// The future resolves to a line describing what was built.
+    fn rebuild_index(
+        &self,
+        ctx: &SinkContext,
+    ) -> Option<futures::future::BoxFuture<'static, Result<String>>> {
+        let _ = ctx;
+        None
+    }
+
     /// The table `sluice sql` shows under the sink's name, if not a Parquet log.
     fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
         let _ = (ctx, input);
