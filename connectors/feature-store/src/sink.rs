@@ -142,14 +142,9 @@ impl Sink for FeatureStoreSink {
         }
         if let Some(feast) = &self.config.feast {
             let repo = self.base_dir.join(&feast.repo);
-            let offline_dir = std::fs::canonicalize(&self.base_dir)
-                .unwrap_or_else(|_| self.base_dir.clone())
-                .join(
-                    self.config
-                        .offline
-                        .strip_prefix("file://")
-                        .unwrap_or(&self.config.offline),
-                );
+            // Feast needs an absolute path.
+            let base = std::fs::canonicalize(&self.base_dir).unwrap_or_else(|_| self.base_dir.clone());
+            let offline_dir = self.config.offline_dir(&base);
             crate::feast::write_repo(
                 &repo,
                 &feast.project,

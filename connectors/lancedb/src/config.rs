@@ -2,7 +2,9 @@
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Deserialize;
-use sluice_connector_sdk::{ConfigIssue, InspectTable, PlanContext, Result, Sink, SinkConfig, SinkContext};
+use sluice_connector_sdk::{
+    ConfigIssue, InspectTable, Metric, PlanContext, Result, Sink, SinkConfig, SinkContext,
+};
 
 use crate::sink::LanceDbSink;
 
@@ -45,14 +47,6 @@ pub struct IndexSpec {
 pub enum IndexType {
     IvfPq,
     Hnsw,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    Cosine,
-    L2,
-    Dot,
 }
 
 fn default_doc() -> String {

@@ -14,7 +14,9 @@ use lancedb::{Connection, DistanceType, Table};
 use sluice_connector_sdk::replace::epoch_rows;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
 
-use crate::config::{IndexSpec, IndexType, LanceDbSinkConfig, Metric, EPOCH};
+use sluice_connector_sdk::Metric;
+
+use crate::config::{IndexSpec, IndexType, LanceDbSinkConfig, EPOCH};
 
 pub struct LanceDbSink {
     config: LanceDbSinkConfig,

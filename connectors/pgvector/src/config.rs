@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use serde::Deserialize;
-use sluice_connector_sdk::{ConfigIssue, HumanDuration, PlanContext, Result, Sink, SinkConfig, SinkContext};
+use sluice_connector_sdk::{
+    ConfigIssue, HumanDuration, Metric, PlanContext, Result, Sink, SinkConfig, SinkContext,
+};
 
 use crate::columns::{self, Column};
 use crate::sink::PgVectorSink;
@@ -75,21 +77,12 @@ pub enum IndexType {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    Cosine,
-    L2,
-    Dot,
-}
-
-impl Metric {
-    pub fn ops(self) -> &'static str {
-        match self {
-            Metric::Cosine => "vector_cosine_ops",
-            Metric::L2 => "vector_l2_ops",
-            Metric::Dot => "vector_ip_ops",
-        }
+/// The pgvector operator class of an index for `metric`.
+pub fn ops(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "vector_cosine_ops",
+        Metric::L2 => "vector_l2_ops",
+        Metric::Dot => "vector_ip_ops",
     }
 }
 

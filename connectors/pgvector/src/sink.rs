@@ -128,7 +128,7 @@ impl PgVectorSink {
                 "CREATE INDEX IF NOT EXISTS {} ON {t} USING hnsw ({} {})",
                 quote(&format!("{}_hnsw", self.config.table)),
                 quote(&self.config.embedding_column),
-                self.config.index.metric.ops()
+                crate::config::ops(self.config.index.metric)
             ));
         }
         let want = self.columns.iter().find_map(|c| match c.pg {

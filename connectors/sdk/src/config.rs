@@ -151,3 +151,12 @@ pub fn check_embedding(input: &Schema, column: &str, declared: Option<usize>) ->
         ],
     }
 }
+
+/// The distance a vector sink's ANN index is built for (`metric:` in the YAML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Cosine,
+    L2,
+    Dot,
+}

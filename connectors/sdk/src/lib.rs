@@ -27,7 +27,7 @@ pub mod source;
 pub mod testkit;
 pub mod units;
 
-pub use config::{ConfigIssue, InspectTable, PlanContext, SinkConfig, SourceConfig};
+pub use config::{ConfigIssue, InspectTable, Metric, PlanContext, SinkConfig, SourceConfig};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use message::{Epoch, Message};
 pub use sink::{Sink, SinkContext};
