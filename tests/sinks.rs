@@ -605,10 +605,37 @@ fn private_services(dir: &std::path::Path, port: u16, cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Two consecutive free ports (PostgreSQL, then Redis), as the OS hands them out.
+fn free_port_pair() -> u16 {
+    loop {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Stops the private services when the test ends, passed or failed.
+struct StopServices(std::path::PathBuf, u16);
+
+impl Drop for StopServices {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(util::repo_root().join("scripts/services.sh"))
+            .arg("down")
+            .env("SLUICE_SERVICES_DIR", &self.0)
+            .env("SLUICE_PG_PORT", self.1.to_string())
+            .env("SLUICE_REDIS_PORT", (self.1 + 1).to_string())
+            .status();
+    }
+}
+
 #[test]
 fn pgvector_waits_out_a_database_outage_and_loses_nothing() {
     let dir = std::path::PathBuf::from(format!("/tmp/{}", util::unique("outage")));
-    let port = 56000 + (std::process::id() % 500) as u16 * 2;
+    let port = free_port_pair();
+    let _stop = StopServices(dir.clone(), port);
     let env = private_services(&dir, port, "up");
     let url = env
         .lines()
@@ -687,7 +714,6 @@ fn pgvector_waits_out_a_database_outage_and_loses_nothing() {
     });
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want, "nothing lost, nothing twice");
-    private_services(&dir, port, "down");
 }
 
 #[test]
