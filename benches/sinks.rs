@@ -88,6 +88,15 @@ fn batches() -> Vec<RecordBatch> {
         .collect()
 }
 
+fn context(name: &str, dir: &std::path::Path) -> SinkContext {
+    SinkContext {
+        pipeline: "bench".into(),
+        name: name.into(),
+        base_dir: dir.to_path_buf(),
+        state_dir: dir.join(".sluice"),
+    }
+}
+
 async fn run(
     name: &str,
     config: Box<dyn SinkConfig>,
@@ -95,12 +104,7 @@ async fn run(
     batches: &[RecordBatch],
     dir: &std::path::Path,
 ) {
-    let ctx = SinkContext {
-        pipeline: "bench".into(),
-        name: name.into(),
-        base_dir: dir.to_path_buf(),
-        state_dir: dir.join(".sluice"),
-    };
+    let ctx = context(name, dir);
     let mut sink = config.build(&ctx, input).unwrap();
     sink.open(0).await.unwrap();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -164,6 +168,28 @@ fn main() {
                 dir.path(),
             )
             .await;
+            // The bulk-load route: no index during the COPY, one build afterwards.
+            let table = format!("bench_noindex_{}", std::process::id());
+            let name = "pgvector (COPY, no index)";
+            let config = || {
+                decode::<sluice_pgvector::PgVectorSinkConfig>(
+                    serde_json::json!({"url": url, "table": table, "index": {"type": "none"}}),
+                )
+            };
+            let started = Instant::now();
+            run(name, config(), input.clone(), &batches, dir.path()).await;
+            let build = Instant::now();
+            let line = config()
+                .rebuild_index(&context(name, dir.path()))
+                .unwrap()
+                .await
+                .unwrap();
+            let (build, total) = (build.elapsed().as_secs_f64(), started.elapsed().as_secs_f64());
+            println!(
+                "{:<28} {line} in {build:.2}s; load + build = {:.0} rows/s",
+                "  then index rebuild",
+                batches.iter().map(|b| b.num_rows()).sum::<usize>() as f64 / total
+            );
         } else {
             println!("pgvector: skipped (set SLUICE_TEST_PG_URL)");
         }

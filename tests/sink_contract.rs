@@ -115,7 +115,7 @@ fn lancedb_keeps_the_checkpoint_contract() {
 
 #[test]
 fn pgvector_keeps_the_checkpoint_contract() {
-    let (url, _) = util::services();
+    let url = util::services().pg;
     let table = util::unique("contract");
     let config: sluice_pgvector::PgVectorSinkConfig =
         serde_json::from_value(serde_json::json!({"url": url, "table": table})).unwrap();

@@ -120,9 +120,17 @@ sinks:
     )
 }
 
+/// Where the test services listen.
+pub struct Services {
+    pub pg: String,
+    pub redis: String,
+    /// The S3 server's endpoint, `http://127.0.0.1:PORT`.
+    pub s3: String,
+}
+
 /// Start (or find) the test services with `scripts/services.sh up`: PostgreSQL with
-/// pgvector and Redis on 127.0.0.1. Returns (postgres URL, redis URL).
-pub fn services() -> (String, String) {
+/// pgvector, Redis and an S3 server (moto) on 127.0.0.1.
+pub fn services() -> Services {
     let out = Command::new("bash")
         .arg(repo_root().join("scripts/services.sh"))
         .arg("up")
@@ -134,6 +142,11 @@ pub fn services() -> (String, String) {
         "scripts/services.sh up failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    parse_services(&stdout)
+}
+
+/// The `KEY=value` lines `scripts/services.sh up` prints.
+fn parse_services(stdout: &str) -> Services {
     let get = |k: &str| {
         stdout
             .lines()
@@ -141,7 +154,11 @@ pub fn services() -> (String, String) {
             .unwrap_or_else(|| panic!("no {k} in {stdout}"))
             .to_string()
     };
-    (get("SLUICE_TEST_PG_URL"), get("SLUICE_TEST_REDIS_URL"))
+    Services {
+        pg: get("SLUICE_TEST_PG_URL"),
+        redis: get("SLUICE_TEST_REDIS_URL"),
+        s3: get("SLUICE_TEST_S3_ENDPOINT"),
+    }
 }
 
 /// A name unique to this test process, for tables and key prefixes.
@@ -151,4 +168,100 @@ pub fn unique(prefix: &str) -> String {
         .unwrap()
         .subsec_nanos();
     format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// Create `bucket` on the S3 server at `endpoint` (through boto3).
+pub fn create_bucket(endpoint: &str, bucket: &str) {
+    let script = format!(
+        "import boto3; boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='test', \
+         aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{bucket}')"
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "creating bucket {bucket}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private set of services (PostgreSQL, Redis, S3) on their own folder and
+/// ports, for tests that stop them; shut down when dropped, passed or failed.
+pub struct PrivateServices {
+    pub dir: PathBuf,
+    /// PostgreSQL's port; Redis has the next one, S3 the one after.
+    pub port: u16,
+    pg_opts: String,
+    pub env: Services,
+}
+
+impl PrivateServices {
+    /// Start them; `pg_opts` are extra PostgreSQL server options.
+    pub fn start(pg_opts: &str) -> PrivateServices {
+        let mut s = PrivateServices {
+            dir: PathBuf::from(format!("/tmp/{}", unique("private"))),
+            port: free_ports(3),
+            pg_opts: pg_opts.to_string(),
+            env: Services {
+                pg: String::new(),
+                redis: String::new(),
+                s3: String::new(),
+            },
+        };
+        let stdout = s.script(&["up"]);
+        s.env = parse_services(&stdout);
+        s
+    }
+
+    /// `scripts/services.sh ARGS` on this set; its stdout.
+    pub fn script(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/services.sh"))
+            .args(args)
+            .env("SLUICE_SERVICES_DIR", &self.dir)
+            .env("SLUICE_PG_PORT", self.port.to_string())
+            .env("SLUICE_REDIS_PORT", (self.port + 1).to_string())
+            .env("SLUICE_S3_PORT", (self.port + 2).to_string())
+            .env("SLUICE_PG_OPTS", &self.pg_opts)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "services.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stop one service: `pg`, `redis` or `s3`.
+    pub fn stop(&self, name: &str) {
+        self.script(&["stop", name]);
+    }
+
+    /// Start a stopped service again.
+    pub fn resume(&self, name: &str) {
+        self.script(&["start", name]);
+    }
+}
+
+impl Drop for PrivateServices {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/services.sh"))
+            .arg("down")
+            .env("SLUICE_SERVICES_DIR", &self.dir)
+            .status();
+    }
+}
+
+/// `n` consecutive free ports, as the OS hands them out; the first is returned.
+fn free_ports(n: u16) -> u16 {
+    loop {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port.checked_add(n).is_some()
+            && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
+        {
+            return port;
+        }
+    }
 }

@@ -149,7 +149,7 @@ async fn rebuild_indexes(pipeline: &std::path::Path, only: Option<&str>) -> anyh
     }
     if built == 0 {
         return Err(crate::Error::Sql(format!(
-            "no sink{} of {} has a vector index to rebuild (LanceDB sinks do)",
+            "no sink{} of {} has a vector index to rebuild (LanceDB and pgvector sinks do)",
             only.map(|n| format!(" named `{n}`")).unwrap_or_default(),
             pipeline.display()
         ))

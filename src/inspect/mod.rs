@@ -110,8 +110,9 @@ fn register_dataset(
 }
 
 #[cfg(feature = "lancedb")]
-async fn register_lance(ctx: &SessionContext, name: &str, uri: &str, table: &str) -> Result<()> {
-    match sluice_lancedb::table_provider(uri, table).await {
+async fn register_lance(ctx: &SessionContext, name: &str, lance: &vector_search::LanceTable) -> Result<()> {
+    let (uri, table, options) = lance;
+    match sluice_lancedb::table_provider(uri, options, table).await {
         Ok(provider) => {
             ctx.register_table(name, provider)?;
         }
@@ -122,7 +123,11 @@ async fn register_lance(ctx: &SessionContext, name: &str, uri: &str, table: &str
 }
 
 #[cfg(not(feature = "lancedb"))]
-async fn register_lance(_ctx: &SessionContext, _name: &str, _uri: &str, _table: &str) -> Result<()> {
+async fn register_lance(
+    _ctx: &SessionContext,
+    _name: &str,
+    _lance: &(String, String, Vec<(String, String)>),
+) -> Result<()> {
     Ok(())
 }
 
@@ -152,9 +157,14 @@ pub async fn session(plan: &Plan) -> Result<SessionContext> {
             }) => {
                 register_dataset(&ctx, &sink.name, &url, schema, &partitions)?;
             }
-            Some(InspectTable::Lance { uri, table }) => {
-                register_lance(&ctx, &sink.name, &uri, &table).await?;
-                lance_sinks.insert(sink.name.clone(), (uri, table));
+            Some(InspectTable::Lance {
+                uri,
+                table,
+                storage_options,
+            }) => {
+                let lance = (uri, table, storage_options);
+                register_lance(&ctx, &sink.name, &lance).await?;
+                lance_sinks.insert(sink.name.clone(), lance);
             }
             None => {}
         }

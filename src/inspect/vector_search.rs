@@ -11,16 +11,20 @@ use datafusion::logical_expr::Expr;
 
 use crate::stages::QueryEmbedder;
 
+/// Where a LanceDB sink's table is: (URI, table, storage options).
+pub type LanceTable = (String, String, Vec<(String, String)>);
+
 pub struct VectorSearch {
-    /// Sink name → (LanceDB URI, table).
-    pub sinks: HashMap<String, (String, String)>,
+    /// Sink name → (LanceDB URI, table, storage options).
+    pub sinks: HashMap<String, LanceTable>,
     pub embedder: Option<Arc<dyn QueryEmbedder>>,
 }
 
 impl std::fmt::Debug for VectorSearch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VectorSearch")
-            .field("sinks", &self.sinks)
+            // Not the storage options: they may hold keys.
+            .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -52,7 +56,7 @@ impl TableFunctionImpl for VectorSearch {
                 "use vector_search(sink, 'query text', k), e.g. vector_search(vectors, 'backpressure', 5)"
             );
         };
-        let Some((uri, table)) = self.sinks.get(&sink).cloned() else {
+        let Some((uri, table, options)) = self.sinks.get(&sink).cloned() else {
             let names: Vec<&String> = self.sinks.keys().collect();
             return plan_err!("`{sink}` is not a LanceDB sink of this pipeline; LanceDB sinks: {names:?}");
         };
@@ -68,7 +72,7 @@ impl TableFunctionImpl for VectorSearch {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(sluice_lancedb::vector_search(&uri, &table, vector, k))
+                rt.block_on(sluice_lancedb::vector_search(&uri, &options, &table, vector, k))
                     .map_err(|e| std::io::Error::other(e.to_string()))
             })
             .join()

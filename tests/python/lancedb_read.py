@@ -3,7 +3,9 @@
 Prints JSON: the row count, the sorted chunk ids, and the top hit of a vector
 search for the vector given on stdin (a JSON list).
 
-    echo '[0.1, ...]' | python3 tests/python/lancedb_read.py URI TABLE
+    echo '[0.1, ...]' | python3 tests/python/lancedb_read.py URI TABLE [OPTIONS_JSON]
+
+OPTIONS_JSON is LanceDB's storage_options (for s3://), as a JSON object.
 """
 import json
 import sys
@@ -13,8 +15,9 @@ import lancedb
 
 def main():
     uri, table = sys.argv[1], sys.argv[2]
+    options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     vector = json.load(sys.stdin)
-    t = lancedb.connect(uri).open_table(table)
+    t = lancedb.connect(uri, storage_options=options or None).open_table(table)
     ids = sorted(t.to_arrow().column("chunk_id").to_pylist())
     hit = t.search(vector).metric("cosine").limit(1).to_list()[0]
     print(json.dumps({"count": t.count_rows(), "ids": ids, "top": hit["chunk_id"], "distance": hit["_distance"]}))

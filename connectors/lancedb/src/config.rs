@@ -16,6 +16,9 @@ use crate::sink::LanceDbSink;
 ///     table: chunks
 ///     dimension: 384            # optional; checked against the plan and the table
 ///     index: {type: ivf_pq, metric: cosine, after_rows: 100000}
+///     storage_options:          # for s3://, as LanceDB names them; ${ENV} works
+///       aws_endpoint: http://127.0.0.1:9000
+///       allow_http: "true"
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 pub struct LanceDbSinkConfig {
@@ -29,6 +32,9 @@ pub struct LanceDbSinkConfig {
     pub embedding_column: String,
     #[serde(default)]
     pub index: Option<IndexSpec>,
+    /// Passed to LanceDB's object store as they are.
+    #[serde(default)]
+    pub storage_options: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +85,13 @@ pub fn table_schema(input: &Schema) -> SchemaRef {
 }
 
 impl LanceDbSinkConfig {
+    pub fn storage_options(&self) -> crate::StorageOptions {
+        self.storage_options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The URI with a relative local path resolved against `base_dir`.
     pub fn resolved_uri(&self, base_dir: &std::path::Path) -> String {
         if self.uri.contains("://") {
@@ -145,6 +158,7 @@ impl SinkConfig for LanceDbSinkConfig {
         Some(InspectTable::Lance {
             uri: self.resolved_uri(&ctx.base_dir),
             table: self.table.clone(),
+            storage_options: self.storage_options(),
         })
     }
 

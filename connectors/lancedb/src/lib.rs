@@ -13,18 +13,33 @@ pub mod sink;
 
 pub use config::LanceDbSinkConfig;
 
+/// Options for LanceDB's object store (`aws_endpoint`, `allow_http`, ...), as pairs.
+pub type StorageOptions = Vec<(String, String)>;
+
+/// Connect to the LanceDB database at `uri`, a folder or an `s3://` URI.
+pub async fn connect(
+    uri: &str,
+    options: &StorageOptions,
+) -> sluice_connector_sdk::Result<lancedb::Connection> {
+    lancedb::connect(uri)
+        .storage_options(options.iter().cloned())
+        .execute()
+        .await
+        .map_err(|e| {
+            sluice_connector_sdk::ConnectorError::external(format!("LanceDB at {uri}")).with_source(e)
+        })
+}
+
 /// The LanceDB table `table` at `uri` as a DataFusion table, for `sluice sql`.
 pub async fn table_provider(
     uri: &str,
+    options: &StorageOptions,
     table: &str,
 ) -> sluice_connector_sdk::Result<std::sync::Arc<lancedb::table::datafusion::BaseTableAdapter>> {
     let err = |what: String| {
         move |e: lancedb::Error| sluice_connector_sdk::ConnectorError::external(what).with_source(e)
     };
-    let db = lancedb::connect(uri)
-        .execute()
-        .await
-        .map_err(err(format!("LanceDB at {uri}")))?;
+    let db = connect(uri, options).await?;
     let t = db
         .open_table(table)
         .execute()
@@ -39,6 +54,7 @@ pub async fn table_provider(
 /// A nearest-neighbour search of `vector` in the table, `k` rows with `_distance`.
 pub async fn vector_search(
     uri: &str,
+    options: &StorageOptions,
     table: &str,
     vector: Vec<f32>,
     k: usize,
@@ -48,10 +64,7 @@ pub async fn vector_search(
     let err = |what: &'static str| {
         move |e: lancedb::Error| sluice_connector_sdk::ConnectorError::external(what).with_source(e)
     };
-    let db = lancedb::connect(uri)
-        .execute()
-        .await
-        .map_err(err("connecting to LanceDB"))?;
+    let db = connect(uri, options).await?;
     let t = db
         .open_table(table)
         .execute()

@@ -66,10 +66,7 @@ impl LanceDbSink {
             std::fs::create_dir_all(&self.uri)
                 .map_err(|e| ConnectorError::user(format!("cannot create {}", self.uri)).with_source(e))?;
         }
-        lancedb::connect(&self.uri)
-            .execute()
-            .await
-            .map_err(|e| lance_err(format!("LanceDB at {}", self.uri), e))
+        crate::connect(&self.uri, &self.config.storage_options()).await
     }
 
     fn table(&self) -> Result<&Table> {
@@ -227,10 +224,7 @@ pub async fn rebuild_index(uri: &str, config: &LanceDbSinkConfig) -> Result<Stri
         metric: Metric::Cosine,
         after_rows: 0,
     });
-    let db = lancedb::connect(uri)
-        .execute()
-        .await
-        .map_err(|e| lance_err(format!("LanceDB at {uri}"), e))?;
+    let db = crate::connect(uri, &config.storage_options()).await?;
     let table = db.open_table(&config.table).execute().await.map_err(|e| {
         lance_err(
             format!("opening `{}` (has the pipeline run yet?)", config.table),

@@ -18,7 +18,8 @@ use crate::sink::PgVectorSink;
 ///     url: postgresql://sluice:${PGPASSWORD}@127.0.0.1:5432/rag
 ///     table: chunks
 ///     dimension: 384          # optional; checked against the plan and the table
-///     tls: disable            # or require
+///     tls: disable            # or require: TLS or no connection
+///     ca_file: ca.pem         # optional, with tls: require; trusted besides the web PKI roots
 ///     index: {type: hnsw, metric: cosine}
 ///     max_outage: 60s         # retry this long while the database is unreachable
 /// ```
@@ -39,6 +40,9 @@ pub struct PgVectorSinkConfig {
     pub columns: Option<Vec<String>>,
     #[serde(default)]
     pub tls: Tls,
+    /// A PEM file of CA certificates (relative to the pipeline file).
+    #[serde(default)]
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub index: IndexSpec,
     #[serde(default = "default_outage")]
@@ -137,6 +141,17 @@ fn is_identifier(s: &str) -> bool {
 }
 
 impl PgVectorSinkConfig {
+    /// The TLS connector `tls: require` uses; `None` with `tls: disable`.
+    fn tls_connector(&self, ctx: &SinkContext) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
+        match self.tls {
+            Tls::Disable => Ok(None),
+            Tls::Require => {
+                crate::tls::connector(self.ca_file.as_ref().map(|f| ctx.base_dir.join(f)).as_deref())
+                    .map(Some)
+            }
+        }
+    }
+
     /// The columns written, in order, or every problem with them.
     pub fn columns(&self, input: &Schema) -> std::result::Result<Vec<Column>, Vec<ConfigIssue>> {
         columns::select(input, self)
@@ -144,8 +159,18 @@ impl PgVectorSinkConfig {
 }
 
 impl SinkConfig for PgVectorSinkConfig {
-    fn validate(&self, _ctx: &PlanContext, input: &Schema) -> Vec<ConfigIssue> {
+    fn validate(&self, ctx: &PlanContext, input: &Schema) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
+        if let Some(ca) = &self.ca_file {
+            if self.tls != Tls::Require {
+                issues.push(ConfigIssue::new(
+                    Some("ca_file"),
+                    "`ca_file` needs `tls: require`",
+                ));
+            } else if let Err(e) = crate::tls::read_ca(&ctx.base_dir.join(ca)) {
+                issues.push(ConfigIssue::new(Some("ca_file"), e));
+            }
+        }
         if !self.url.starts_with("postgres://") && !self.url.starts_with("postgresql://") {
             issues.push(ConfigIssue::new(
                 Some("url"),
@@ -191,7 +216,18 @@ impl SinkConfig for PgVectorSinkConfig {
             self.clone(),
             columns,
             ctx.name.clone(),
+            self.tls_connector(ctx)?,
         )))
+    }
+
+    fn rebuild_index(
+        &self,
+        ctx: &SinkContext,
+    ) -> Option<futures::future::BoxFuture<'static, Result<String>>> {
+        let sink = self
+            .tls_connector(ctx)
+            .map(|tls| PgVectorSink::new(self.clone(), Vec::new(), ctx.name.clone(), tls));
+        Some(Box::pin(async move { sink?.rebuild_index().await }))
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`config`]: the YAML block, validated against the plan (the dimension too).
 //! - [`columns`]: which Arrow columns become which PostgreSQL columns.
 //! - [`sink`]: per epoch, one transaction: delete by doc_id, then a binary COPY.
+//! - [`tls`]: `tls: require`, with the web PKI roots and an optional `ca_file`.
 //!
 //! The table, the extension and an HNSW index are created when missing. At
 //! start-up an existing table's vector dimension is checked against the plan.
@@ -11,5 +12,6 @@
 pub mod columns;
 pub mod config;
 pub mod sink;
+pub mod tls;
 
 pub use config::PgVectorSinkConfig;

@@ -18,7 +18,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
 use crate::columns::{self, Column, PgType};
-use crate::config::{redact, IndexType, PgVectorSinkConfig, Tls};
+use crate::config::{redact, IndexType, PgVectorSinkConfig};
 
 pub struct PgVectorSink {
     config: PgVectorSinkConfig,
@@ -28,6 +28,8 @@ pub struct PgVectorSink {
     /// The `vector` type's OID, looked up once connected.
     vector_type: Option<Type>,
     pending: Vec<RecordBatch>,
+    /// Set with `tls: require`.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 fn quote(ident: &str) -> String {
@@ -40,7 +42,12 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
 }
 
 impl PgVectorSink {
-    pub fn new(config: PgVectorSinkConfig, columns: Vec<Column>, name: String) -> Self {
+    pub fn new(
+        config: PgVectorSinkConfig,
+        columns: Vec<Column>,
+        name: String,
+        tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    ) -> Self {
         PgVectorSink {
             config,
             columns,
@@ -48,6 +55,7 @@ impl PgVectorSink {
             client: None,
             vector_type: None,
             pending: Vec::new(),
+            tls,
         }
     }
 
@@ -60,28 +68,20 @@ impl PgVectorSink {
     }
 
     async fn connect(&self) -> std::result::Result<Client, tokio_postgres::Error> {
-        let (client, connection) = match self.config.tls {
-            Tls::Disable => {
-                let (c, conn) = tokio_postgres::connect(&self.config.url, tokio_postgres::NoTls).await?;
+        let mut pg: tokio_postgres::Config = self.config.url.parse()?;
+        let connection = match &self.tls {
+            None => {
+                let (c, conn) = pg.connect(tokio_postgres::NoTls).await?;
                 (c, tokio::spawn(conn))
             }
-            Tls::Require => {
-                let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                let tls = rustls::ClientConfig::builder_with_provider(
-                    rustls::crypto::ring::default_provider().into(),
-                )
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                let (c, conn) = tokio_postgres::connect(
-                    &self.config.url,
-                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-                )
-                .await?;
+            Some(tls) => {
+                // Without this, tokio-postgres "prefers" TLS and may go without it.
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let (c, conn) = pg.connect(tls.clone()).await?;
                 (c, tokio::spawn(conn))
             }
         };
+        let (client, connection) = connection;
         drop(connection);
         Ok(client)
     }
@@ -92,6 +92,49 @@ impl PgVectorSink {
             self.client = Some(c);
         }
         Ok(self.client.as_ref().expect("just connected"))
+    }
+
+    /// `CREATE INDEX IF NOT EXISTS <table>_hnsw ... USING hnsw` on the embedding.
+    fn hnsw_ddl(&self) -> String {
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} {})",
+            quote(&format!("{}_hnsw", self.config.table)),
+            quote(&self.config.table),
+            quote(&self.config.embedding_column),
+            crate::config::ops(self.config.index.metric)
+        )
+    }
+
+    /// Build (or replace) the HNSW index now, whatever `index` says: for tables
+    /// loaded with `index: {type: none}`, where one build beats row-by-row upkeep.
+    pub async fn rebuild_index(&mut self) -> Result<String> {
+        let table = self.config.table.clone();
+        let statements = format!(
+            "DROP INDEX IF EXISTS {}; {}",
+            quote(&format!("{table}_hnsw")),
+            self.hnsw_ddl()
+        );
+        let server = self.server();
+        let client = self.client().await?;
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {}", quote(&table)), &[])
+            .await
+            .map_err(|e| {
+                pg_err(
+                    &server,
+                    &format!("counting the rows of `{table}` (has the pipeline run yet?)"),
+                    e,
+                )
+            })?
+            .get(0);
+        client
+            .batch_execute(&statements)
+            .await
+            .map_err(|e| pg_err(&server, "building the HNSW index", e))?;
+        Ok(format!(
+            "built an HNSW index ({:?}) on `{}` over {rows} rows",
+            self.config.index.metric, self.config.embedding_column
+        ))
     }
 
     /// Create the extension, table and indexes when missing; check the dimension.
@@ -124,12 +167,7 @@ impl PgVectorSink {
             ),
         ];
         if self.config.index.kind == IndexType::Hnsw {
-            ddl.push(format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} USING hnsw ({} {})",
-                quote(&format!("{}_hnsw", self.config.table)),
-                quote(&self.config.embedding_column),
-                crate::config::ops(self.config.index.metric)
-            ));
+            ddl.push(self.hnsw_ddl());
         }
         let want = self.columns.iter().find_map(|c| match c.pg {
             PgType::Vector(d) if c.name == self.config.embedding_column => Some(d),

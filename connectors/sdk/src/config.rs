@@ -87,8 +87,12 @@ pub enum InspectTable {
         schema: SchemaRef,
         partitions: Vec<String>,
     },
-    /// A LanceDB table.
-    Lance { uri: String, table: String },
+    /// A LanceDB table, with the options of its object store.
+    Lance {
+        uri: String,
+        table: String,
+        storage_options: Vec<(String, String)>,
+    },
 }
 
 /// The decoded configuration of a sink.

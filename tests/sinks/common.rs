@@ -1,0 +1,93 @@
+//! What every sink test shares: the pipeline, the corpus, the edit, the expected rows.
+
+use std::collections::BTreeMap;
+
+use crate::util::{self, Workspace};
+
+pub fn model() -> String {
+    util::repo_root()
+        .join("models/all-minilm-l6-v2")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// files → parse → chunk → embed → {parquet `out` (the reference), `sink`}.
+pub fn pipeline(sink: &str) -> String {
+    format!(
+        r#"name: sinks
+checkpoint:
+  interval: 1s
+source:
+  type: files
+  path: ./data
+stages:
+  - name: parse
+    type: parse
+  - name: chunks
+    type: chunk
+    max_tokens: 48
+    overlap_tokens: 0
+    strategy: markdown
+  - name: embed
+    type: embed
+    model: {model}
+sinks:
+  - name: out
+    type: parquet
+    path: ./out
+{sink}
+"#,
+        model = model()
+    )
+}
+
+pub fn corpus(ws: &Workspace) {
+    for d in 0..4 {
+        let mut text = format!("# Document {d}\n\n");
+        for p in 0..4 {
+            text.push_str(&format!(
+                "Paragraph {p} of document {d} is about subject {} and has enough words to be its own chunk.\n\n",
+                d * 10 + p
+            ));
+        }
+        ws.write(&format!("data/doc{d}.md"), text);
+    }
+}
+
+/// Change doc1 to fewer, different paragraphs and delete doc3.
+pub fn edit(ws: &Workspace) {
+    ws.write(
+        "data/doc1.md",
+        "# Document 1\n\nOnly one paragraph is left, and it is new.\n",
+    );
+    std::fs::remove_file(ws.path("data/doc3.md")).unwrap();
+}
+
+/// chunk_id → doc_id of the current Parquet state: what every sink must hold.
+pub fn expected(ws: &Workspace) -> BTreeMap<String, String> {
+    ws.query(
+        "p.yaml",
+        "SELECT chunk_id, doc_id FROM out WHERE chunk_id IS NOT NULL",
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r["chunk_id"].as_str().unwrap().to_string(),
+            r["doc_id"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub async fn pg(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
