@@ -72,6 +72,8 @@ pub struct Plan {
     pub channels: ChannelBounds,
     /// How many epochs of tap files to keep per stage.
     pub tap_retain_epochs: u64,
+    /// Dead-letter files older than this are pruned when a run starts.
+    pub dlq_retention: Duration,
     pub source: PlannedSource,
     pub stages: Vec<PlannedStage>,
     pub sinks: Vec<PlannedSink>,

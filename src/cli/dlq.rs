@@ -1,46 +1,173 @@
-//! `sluice dlq list`
+//! `sluice dlq list | show | replay`
 
 use std::path::Path;
 
+use arrow::array::AsArray;
+
 use super::EXIT_OK;
+use crate::checkpoint::CheckpointStore;
 use crate::inspect::{self, OutputFormat};
+use crate::Error;
 
 fn quote(s: &str) -> String {
     s.replace('\'', "''")
 }
 
-pub async fn list(
-    pipeline: &Path,
-    stage: Option<String>,
-    doc_id: Option<String>,
-    since: Option<String>,
-    format: OutputFormat,
-) -> anyhow::Result<u8> {
-    let plan = crate::spec::load_file(pipeline).map_err(crate::Error::from)?;
-    let mut filters = Vec::new();
-    if let Some(s) = stage {
-        filters.push(format!("stage = '{}'", quote(&s)));
+/// Filters shared by `list` and `replay`.
+#[derive(Debug, Default, clap::Args)]
+pub struct Filters {
+    /// Only letters from this stage (`source` for the source).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only letters whose doc_id contains this.
+    #[arg(long)]
+    pub doc_id: Option<String>,
+    /// Only letters at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+impl Filters {
+    fn where_clause(&self) -> crate::Result<String> {
+        let mut filters = Vec::new();
+        if let Some(s) = &self.stage {
+            filters.push(format!("stage = '{}'", quote(s)));
+        }
+        if let Some(d) = &self.doc_id {
+            filters.push(format!("strpos(doc_id, '{}') > 0", quote(d)));
+        }
+        if let Some(t) = &self.since {
+            chrono::DateTime::parse_from_rfc3339(t).map_err(|e| Error::Sql(format!("--since `{t}`: {e}")))?;
+            filters.push(format!("time >= TIMESTAMP '{}'", quote(t)));
+        }
+        Ok(if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        })
     }
-    if let Some(d) = doc_id {
-        filters.push(format!("strpos(doc_id, '{}') > 0", quote(&d)));
-    }
-    if let Some(t) = since {
-        chrono::DateTime::parse_from_rfc3339(&t)
-            .map_err(|e| crate::Error::Sql(format!("--since `{t}`: {e}")))?;
-        filters.push(format!("time >= TIMESTAMP '{}'", quote(&t)));
-    }
-    let filter = if filters.is_empty() {
-        String::new()
+}
+
+fn rows(batches: &[arrow::record_batch::RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// `sluice dlq list`: the open letters, oldest first, errors cut to one line.
+pub async fn list(pipeline: &Path, filters: Filters, format: OutputFormat) -> anyhow::Result<u8> {
+    let plan = crate::spec::load_file(pipeline).map_err(Error::from)?;
+    let error = if format == OutputFormat::Table {
+        "CASE WHEN length(error) > 100 THEN substr(error, 1, 99) || '…' ELSE error END AS error"
     } else {
-        format!("WHERE {}", filters.join(" AND "))
+        "error"
     };
-    let sql = format!("SELECT doc_id, stage, error, time FROM dead_letters {filter} ORDER BY time, doc_id");
+    let sql = format!(
+        "SELECT id, doc_id, stage, {error}, time FROM dead_letters {} ORDER BY time, doc_id",
+        filters.where_clause()?
+    );
     let batches = inspect::query(&plan, &sql).await?;
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    if rows == 0 && format == OutputFormat::Table {
+    if rows(&batches) == 0 && format == OutputFormat::Table {
         println!("no dead letters");
     } else {
         println!("{}", inspect::format(&batches, format)?);
     }
+    Ok(EXIT_OK)
+}
+
+/// `sluice dlq show ID`: one letter, whole, with its document's history.
+pub async fn show(pipeline: &Path, id: &str) -> anyhow::Result<u8> {
+    let plan = crate::spec::load_file(pipeline).map_err(Error::from)?;
+    let sql = format!(
+        "SELECT id, doc_id, version, stage, time, epoch, coalesce(status, 'open') AS status, error \
+         FROM dead_letters_log WHERE id = '{}'",
+        quote(id)
+    );
+    let batches = inspect::query(&plan, &sql).await?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Err(Error::Sql(format!("no dead letter with id `{id}` (see `sluice dlq list`)")).into());
+    };
+    let schema = batch.schema();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let value = arrow::util::display::array_value_to_string(batch.column(i), 0)?;
+        println!("{:<8} {value}", field.name());
+    }
+    let doc = batch
+        .column_by_name("doc_id")
+        .expect("selected")
+        .as_string::<i32>()
+        .value(0);
+    let open = inspect::query(
+        &plan,
+        &format!(
+            "SELECT count(*) AS n FROM dead_letters WHERE doc_id = '{}'",
+            quote(doc)
+        ),
+    )
+    .await?;
+    let still_open = open[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+        > 0;
+    if !still_open {
+        println!("\nthis document has been ingested since: the letter is resolved");
+    }
+    Ok(EXIT_OK)
+}
+
+/// `sluice dlq replay`: forget the dead-lettered documents in the source's
+/// checkpoint, then run the pipeline, which reads them again.
+pub async fn replay(pipeline: &Path, filters: Filters) -> anyhow::Result<u8> {
+    let plan = crate::spec::load_file(pipeline).map_err(Error::from)?;
+    let sql = format!(
+        "SELECT DISTINCT doc_id FROM dead_letters {} ORDER BY doc_id",
+        filters.where_clause()?
+    );
+    let batches = inspect::query(&plan, &sql).await?;
+    let doc_ids: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if doc_ids.is_empty() {
+        println!("no dead letters to replay");
+        return Ok(EXIT_OK);
+    }
+    let store = CheckpointStore::new(plan.checkpoint_file());
+    let Some(mut checkpoint) = store.load()? else {
+        return Err(Error::Internal("dead letters but no checkpoint: run the pipeline first".into()).into());
+    };
+    checkpoint.source = plan
+        .source
+        .config
+        .replay(checkpoint.source, &doc_ids)
+        .map_err(|e| Error::connector("source", e))?;
+    store.save(&checkpoint)?;
+    println!("replaying {} dead-lettered documents", doc_ids.len());
+    super::run::run(pipeline, false).await?;
+    let list = doc_ids
+        .iter()
+        .map(|d| format!("'{}'", quote(d)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let open = inspect::query(
+        &plan,
+        &format!("SELECT count(DISTINCT doc_id) AS n FROM dead_letters WHERE doc_id IN ({list})"),
+    )
+    .await?;
+    let failed = open[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0) as usize;
+    println!(
+        "replayed {}: {} now succeed, {failed} failed again (sluice dlq list)",
+        doc_ids.len(),
+        doc_ids.len() - failed
+    );
     Ok(EXIT_OK)
 }

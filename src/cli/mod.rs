@@ -87,21 +87,28 @@ pub enum IndexCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters, newest last.
+    /// List the open dead letters, oldest first.
     List {
         #[arg(long, short)]
         pipeline: PathBuf,
-        /// Only letters from this stage (`source` for the source).
-        #[arg(long)]
-        stage: Option<String>,
-        /// Only letters whose doc_id contains this.
-        #[arg(long)]
-        doc_id: Option<String>,
-        /// Only letters at or after this RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
+        #[command(flatten)]
+        filters: dlq::Filters,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+    },
+    /// Show one dead letter whole, by the id `list` prints.
+    Show {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        id: String,
+    },
+    /// Run the dead-lettered documents through the current pipeline again. Those
+    /// that now succeed leave the list; those that fail again stay, with the new error.
+    Replay {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        #[command(flatten)]
+        filters: dlq::Filters,
     },
 }
 
@@ -118,16 +125,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             query,
             format,
         } => sql::sql(&pipeline, &query, format).await,
-        Command::Dlq {
-            command:
-                DlqCommand::List {
-                    pipeline,
-                    stage,
-                    doc_id,
-                    since,
-                    format,
-                },
-        } => dlq::list(&pipeline, stage, doc_id, since, format).await,
+        Command::Dlq { command } => match command {
+            DlqCommand::List {
+                pipeline,
+                filters,
+                format,
+            } => dlq::list(&pipeline, filters, format).await,
+            DlqCommand::Show { pipeline, id } => dlq::show(&pipeline, &id).await,
+            DlqCommand::Replay { pipeline, filters } => dlq::replay(&pipeline, filters).await,
+        },
         Command::Index {
             command: IndexCommand::Rebuild { pipeline, sink },
         } => rebuild_indexes(&pipeline, sink.as_deref()).await,

@@ -4,7 +4,8 @@
 //! Parquet change log (`<sink>_log`: every row ever written; `<sink>`: the current
 //! state, the newest epoch of each document with deletes left out), each LanceDB
 //! sink and each feature store's offline dataset (named after the sink), and
-//! `dead_letters`. `vector_search(sink, 'text', k)` searches a LanceDB sink with the
+//! `dead_letters` (the open letters; `dead_letters_log`: every row of the store).
+//! `vector_search(sink, 'text', k)` searches a LanceDB sink with the
 //! pipeline's own embedding model. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL TABLE` are
 //! refused.
 
@@ -191,10 +192,15 @@ pub async fn session(plan: &Plan) -> Result<SessionContext> {
     let _ = lance_sinks;
     register_parquet(
         &ctx,
-        "dead_letters",
+        "dead_letters_log",
         &folder_url(&plan.dlq_dir())?,
         crate::dlq::schema(),
     )?;
+    let open = ctx
+        .sql(&crate::dlq::open_view_sql("dead_letters_log"))
+        .await?
+        .into_view();
+    ctx.register_table("dead_letters", open)?;
     Ok(ctx)
 }
 

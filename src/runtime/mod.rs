@@ -160,6 +160,11 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         .rollback(committed)
         .await
         .map_err(|e| Error::connector("dead-letter store", e))?;
+    let pruned = crate::dlq::prune(&plan.dlq_dir(), plan.dlq_retention)?;
+    if pruned > 0 {
+        tracing::info!(files = pruned, "dead letters older than the retention pruned");
+    }
+    let open_letters = crate::dlq::open_letters(&plan.dlq_dir(), &dlq_log).await?;
     let transforms = plan
         .stages
         .iter()
@@ -255,6 +260,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
 
     set.spawn(crate::dlq::run_store(
         dlq_log,
+        open_letters,
         plan.stages.len() + 1,
         participants - 1,
         dlq_rx,

@@ -51,6 +51,27 @@ impl SourceTask {
         true
     }
 
+    /// Tell the dead-letter store which documents this batch carries, so it can
+    /// resolve their open letters if no stage gives up on them.
+    fn report_seen(&self, epoch: Epoch, batch: &arrow::record_batch::RecordBatch) {
+        use arrow::array::AsArray;
+        use sluice_connector_sdk::documents::{DOC_ID, VERSION};
+        let (Some(ids), Some(versions)) = (batch.column_by_name(DOC_ID), batch.column_by_name(VERSION))
+        else {
+            return;
+        };
+        let (Some(ids), Some(versions)) = (ids.as_string_opt::<i32>(), versions.as_string_opt::<i32>())
+        else {
+            return;
+        };
+        let docs = ids
+            .iter()
+            .zip(versions.iter())
+            .filter_map(|(d, v)| Some((d?.to_string(), v.unwrap_or_default().to_string())))
+            .collect();
+        let _ = self.dlq.send(DlqMsg::Seen { epoch, docs });
+    }
+
     /// Cut `epoch`: snapshot the position, tell the coordinator, send the barrier.
     async fn cut(&mut self, epoch: Epoch) -> Result<()> {
         let state = self
@@ -99,6 +120,7 @@ impl SourceTask {
                     dirty |= self.drain_letters(epoch);
                     match next {
                         Some(batch) => {
+                            self.report_seen(epoch, &batch);
                             self.metrics.source_rows.add(batch.num_rows() as u64);
                             self.metrics.source_batches.add(1);
                             broadcast(&self.outputs, Message::Batch(batch)).await?;

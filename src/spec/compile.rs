@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "state_dir",
     "channels",
     "taps",
+    "dlq",
 ];
 /// Keys every stage block takes besides its own.
 const STAGE_KEYS: &[&str] = &["name", "type", "tap", "parallelism"];
@@ -62,6 +63,18 @@ struct TapSpec {
 
 fn default_retain() -> u64 {
     1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DlqSpec {
+    #[serde(default = "default_dlq_retention")]
+    retention: HumanDuration,
+}
+
+/// How long dead letters are kept: 30 days.
+fn default_dlq_retention() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 24 * 3600))
 }
 
 /// Read and compile a pipeline file, with `${ENV}` taken from the process.
@@ -200,6 +213,7 @@ impl Compiler {
         let checkpoint: Option<CheckpointSpec> = self.optional(&root, "checkpoint");
         let channels: Option<ChannelSpec> = self.optional(&root, "channels");
         let taps: Option<TapSpec> = self.optional(&root, "taps");
+        let dlq: Option<DlqSpec> = self.optional(&root, "dlq");
         let state_dir: Option<String> = root
             .get("state_dir")
             .and_then(|(_, v)| decode(v, &mut self.issues));
@@ -254,6 +268,7 @@ impl Compiler {
             checkpoint_interval: checkpoint.interval.0,
             channels: channels.unwrap_or_default(),
             tap_retain_epochs: taps.map(|t| t.retain_epochs).unwrap_or(default_retain()),
+            dlq_retention: dlq.map(|d| d.retention).unwrap_or_else(default_dlq_retention).0,
             source: source?,
             stages: all_stages_planned.then_some(stages)?,
             sinks,

@@ -67,6 +67,14 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
 
     /// Build the running source.
     fn build(&self, ctx: &SourceContext) -> Result<Box<dyn Source>>;
+
+    /// The checkpointed source `state`, changed so that the next run emits the
+    /// documents `doc_ids` again (`sluice dlq replay`). A source that cannot
+    /// re-read documents says so.
+    fn replay(&self, state: serde_json::Value, doc_ids: &[String]) -> Result<serde_json::Value> {
+        let _ = (state, doc_ids);
+        Err(crate::ConnectorError::user("this source cannot replay documents"))
+    }
 }
 
 /// Where a sink keeps an epoch log that `sluice sql` can read as Parquet.

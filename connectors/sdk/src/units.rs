@@ -68,13 +68,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(split);
     let num: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write e.g. 250ms, 5s, 2m or 1h"))?;
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. 250ms, 5s, 2m, 1h or 7d"))?;
     let secs = match unit.trim() {
         "ms" => num / 1000.0,
         "" | "s" => num,
         "m" | "min" => num * 60.0,
         "h" => num * 3600.0,
-        other => return Err(format!("unknown duration unit `{other}`; use ms, s, m or h")),
+        "d" => num * 86400.0,
+        other => return Err(format!("unknown duration unit `{other}`; use ms, s, m, h or d")),
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -132,6 +133,7 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
         assert_eq!(ByteSize(1536).to_string(), "1.5 KiB");
     }
 }

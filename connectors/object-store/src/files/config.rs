@@ -58,6 +58,20 @@ pub(super) fn glob_set(patterns: &[String]) -> std::result::Result<GlobSet, glob
 }
 
 impl SourceConfig for FilesSourceConfig {
+    /// Forget the versions of `doc_ids` in the manifest: the next listing sees
+    /// them as changed (or as deleted, if the files are gone).
+    fn replay(&self, state: serde_json::Value, doc_ids: &[String]) -> Result<serde_json::Value> {
+        let mut manifest: super::manifest::Manifest = serde_json::from_value(state)
+            .map_err(|e| ConnectorError::internal("checkpointed manifest does not decode").with_source(e))?;
+        for id in doc_ids {
+            if let Some(v) = manifest.versions.get_mut(id) {
+                v.clear();
+            }
+        }
+        serde_json::to_value(&manifest)
+            .map_err(|e| ConnectorError::internal("manifest does not encode").with_source(e))
+    }
+
     fn validate(&self, ctx: &PlanContext) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {

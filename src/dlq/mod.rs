@@ -1,0 +1,159 @@
+//! The dead-letter store: every document a source or stage gave up on, with why.
+//!
+//! Letters are written as Parquet under `state_dir/dlq/`, one file per epoch, through
+//! the same epoch log as sinks. Each letter is tagged with the epoch it was found
+//! in and lands in that epoch's file, so a replay after a crash does not record a
+//! failure twice. The store is a checkpoint participant like any sink.
+//!
+//! A letter stays open until its document goes through the pipeline without one:
+//! when the source emits a document that has an open letter and no stage gives up
+//! on it in that epoch, the store writes a `resolved` row for it. A document's
+//! newest epoch in the log decides, so `sluice sql`'s `dead_letters` shows the
+//! open letters and `dead_letters_log` every row ever written.
+//!
+//! - [`store`]: the store's task.
+//! - [`open_letters`]: the open documents, read back at start.
+//! - `dlq.retention` (pipeline YAML, default 30 days) prunes old epoch files at start.
+
+mod store;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use sluice_connector_sdk::epoch_log::EpochLog;
+use sluice_connector_sdk::{DeadLetter, Epoch};
+
+use crate::{Error, Result};
+pub use store::{run_store, DlqMsg};
+
+pub const OPEN: &str = "open";
+pub const RESOLVED: &str = "resolved";
+
+/// Schema of the dead-letter files. `id` and `status` are nullable: files written
+/// before they existed read back as open letters without an id.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("doc_id", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("stage", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("epoch", DataType::UInt64, false),
+        Field::new("status", DataType::Utf8, true),
+    ]))
+}
+
+/// A letter's id: stable, short, unique per (document, stage, epoch).
+pub fn letter_id(doc_id: &str, stage: &str, epoch: Epoch) -> String {
+    let hash = blake3::hash(format!("{doc_id}\0{stage}\0{epoch}").as_bytes());
+    hash.to_hex()[..12].to_string()
+}
+
+/// Rows of `letters` (status `open`) or of resolutions (status `resolved`).
+fn to_batch(epoch: Epoch, letters: &[DeadLetter], status: &str) -> Result<RecordBatch> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut text: Vec<StringBuilder> = (0..6).map(|_| StringBuilder::new()).collect();
+    let mut time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut ep = UInt64Builder::new();
+    for l in letters {
+        let id = letter_id(&l.doc_id, &l.stage, epoch);
+        let values = [id.as_str(), &l.doc_id, &l.version, &l.stage, &l.error, status];
+        for (b, v) in text.iter_mut().zip(values) {
+            b.append_value(v);
+        }
+        time.append_value(now);
+        ep.append_value(epoch);
+    }
+    let mut text: Vec<ArrayRef> = text
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    let status = text.pop().expect("six columns");
+    let mut columns = text;
+    columns.push(Arc::new(time.finish()));
+    columns.push(Arc::new(ep.finish()));
+    columns.push(status);
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+/// The epoch log of the dead-letter store in `dir`.
+pub fn log(dir: &std::path::Path) -> Result<EpochLog> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let store =
+        LocalFileSystem::new_with_prefix(dir).map_err(|e| Error::connector("dead-letter store", e.into()))?;
+    Ok(EpochLog::new(Arc::new(store), StorePath::default()))
+}
+
+/// The documents whose newest row in the committed files under `dir` is open.
+pub async fn open_letters(dir: &std::path::Path, log: &EpochLog) -> Result<HashSet<String>> {
+    let wrap = |e| Error::connector("dead-letter store", e);
+    let mut open = HashSet::new();
+    for (_, path) in log.epochs().await.map_err(wrap)? {
+        let file = dir.join(path.as_ref());
+        let f =
+            std::fs::File::open(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+        let corrupt = |e: &dyn std::fmt::Display| Error::Internal(format!("{}: {e}", file.display()));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .and_then(|b| b.build())
+            .map_err(|e| corrupt(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| corrupt(&e))?;
+            let docs = batch
+                .column_by_name("doc_id")
+                .ok_or_else(|| Error::Internal(format!("{} has no doc_id", file.display())))?
+                .as_string::<i32>();
+            let status = batch.column_by_name("status").map(|c| c.as_string::<i32>());
+            for r in 0..batch.num_rows() {
+                let doc = docs.value(r);
+                match status.filter(|s| s.is_valid(r)).map(|s| s.value(r)) {
+                    Some(RESOLVED) => open.remove(doc),
+                    _ => open.insert(doc.to_string()),
+                };
+            }
+        }
+    }
+    Ok(open)
+}
+
+/// Delete committed epoch files last written more than `retention` ago.
+pub fn prune(dir: &std::path::Path, retention: Duration) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let cutoff = std::time::SystemTime::now() - retention;
+    let mut pruned = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff);
+        if old && name.to_string_lossy().ends_with(".parquet") {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io(format!("pruning {}", entry.path().display()), e))?;
+            pruned += 1;
+        }
+    }
+    Ok(pruned)
+}
+
+/// The view `dead_letters` over the log table `log`: each document's rows of its
+/// newest epoch, if they are open letters.
+pub fn open_view_sql(log: &str) -> String {
+    format!(
+        "SELECT id, doc_id, version, stage, error, time, epoch FROM \
+         (SELECT *, max(epoch) OVER (PARTITION BY doc_id) AS newest FROM {log}) \
+         WHERE epoch = newest AND coalesce(status, '{OPEN}') = '{OPEN}'"
+    )
+}
