@@ -303,50 +303,15 @@ sinks:
     );
 }
 
-/// A valid one-page PDF whose content stream holds `ops` text operations: slow for
-/// pdf-extract in proportion to `ops`, so a short `pdf_timeout` always trips on it.
-fn slow_pdf(ops: usize) -> Vec<u8> {
-    let mut stream = String::new();
-    for i in 0..ops {
-        stream.push_str(&format!("BT /F1 9 Tf 40 {} Td (word {i}) Tj ET\n", 40 + i % 700));
-    }
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_string(),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
-        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
-    ];
-    let mut pdf = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for o in offsets {
-        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-    }
-    pdf.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    pdf
-}
-
 #[test]
 fn a_pdf_past_its_timeout_is_a_dead_letter_and_the_run_goes_on() {
     let ws = Workspace::new();
-    ws.write("data/slow.pdf", slow_pdf(200_000));
+    ws.write("data/slow.pdf", util::slow_pdf(200_000));
     ws.fixture("hello.pdf", "data/good.pdf");
     ws.write("data/ok.txt", "This one is fine.\n");
     ws.write(
         "p.yaml",
-        basic_pipeline("", "1s").replace("pdf_timeout: 10s", "pdf_timeout: 20ms"),
+        basic_pipeline("", "1s").replace("timeout: 10s", "pdf_timeout: 20ms"),
     );
     let summary = ws.ok(&["run", "p.yaml"]);
     assert!(summary.contains("1 dead letters"), "{summary}");
@@ -359,7 +324,7 @@ fn a_pdf_past_its_timeout_is_a_dead_letter_and_the_run_goes_on() {
 
     // Without the deadline the same file parses: the timeout, not the file, failed it.
     let ws2 = Workspace::new();
-    ws2.write("data/slow.pdf", slow_pdf(2_000));
+    ws2.write("data/slow.pdf", util::slow_pdf(2_000));
     ws2.write("p.yaml", basic_pipeline("", "1s"));
     ws2.ok(&["run", "p.yaml"]);
     let text = ws2.query("p.yaml", "SELECT text FROM parse");

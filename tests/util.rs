@@ -105,7 +105,7 @@ stages:
   - name: parse
     type: parse
     tap: true
-    pdf_timeout: 10s
+    timeout: 10s
   - name: chunks
     type: chunk
     tap: true
@@ -264,4 +264,39 @@ fn free_ports(n: u16) -> u16 {
             return port;
         }
     }
+}
+
+/// A valid one-page PDF whose content stream holds `ops` text operations: slow for
+/// pdf-extract in proportion to `ops`, so a short parse `timeout` always trips on it.
+pub fn slow_pdf(ops: usize) -> Vec<u8> {
+    let mut stream = String::new();
+    for i in 0..ops {
+        stream.push_str(&format!("BT /F1 9 Tf 40 {} Td (word {i}) Tj ET\n", 40 + i % 700));
+    }
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_string(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
 }

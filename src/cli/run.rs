@@ -83,14 +83,17 @@ pub async fn run(pipeline: &Path, show_progress: bool) -> anyhow::Result<u8> {
     let summary = result?;
     let sinks: Vec<&str> = plan.sinks.iter().map(|s| s.name.as_str()).collect();
     println!(
-        "{}: {} documents, {} rows to {}, {} dead letters, checkpoint epoch {}, {:.1}s",
+        "{}: {} documents, {} rows to {}, {} dead letters, checkpoint epoch {}, {:.1}s, peak RSS {}",
         plan.name,
         summary.documents,
         summary.rows_out,
         sinks.join(", "),
         summary.dead_letters,
         summary.epoch,
-        summary.elapsed.as_secs_f64()
+        summary.elapsed.as_secs_f64(),
+        crate::telemetry::peak_rss()
+            .map(|b| HumanBytes(b).to_string())
+            .unwrap_or_else(|| "unknown".into())
     );
     for (stage, planned) in metrics.stages.iter().zip(&plan.stages) {
         if planned.kind == "embed" {

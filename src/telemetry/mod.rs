@@ -9,6 +9,14 @@ use std::sync::Mutex;
 
 use indicatif::ProgressBar;
 
+/// The process's peak resident memory so far (Linux `VmHWM`), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The progress bar on screen, if any. Log lines are written around it, so they
 /// never land in the middle of the bar.
 static PROGRESS: Mutex<Option<ProgressBar>> = Mutex::new(None);

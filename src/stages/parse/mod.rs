@@ -5,6 +5,7 @@
 //! becomes a dead letter and the row is dropped. `delete` rows pass through with a
 //! null `text`.
 
+mod deadline;
 mod html;
 mod markdown;
 mod pdf;
@@ -36,7 +37,7 @@ pub const PARSE_MS: &str = "parse_ms";
 /// - type: parse
 ///   json_text_field: text      # JSON / JSONL: where the text is (dotted path)
 ///   json_title_field: title    # where a title is, if there is one
-///   pdf_timeout: 30s           # a PDF that takes longer goes to the DLQ
+///   timeout: 30s               # a PDF or HTML document that takes longer goes to the DLQ
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 pub struct ParseConfig {
@@ -44,8 +45,10 @@ pub struct ParseConfig {
     pub json_text_field: String,
     #[serde(default = "default_title_field")]
     pub json_title_field: Option<String>,
-    #[serde(default = "default_pdf_timeout")]
-    pub pdf_timeout: HumanDuration,
+    /// Deadline for the parsers that run on their own thread (PDF, HTML).
+    /// `pdf_timeout` is the older name.
+    #[serde(default = "default_timeout", alias = "pdf_timeout")]
+    pub timeout: HumanDuration,
 }
 
 fn default_text_field() -> String {
@@ -54,7 +57,7 @@ fn default_text_field() -> String {
 fn default_title_field() -> Option<String> {
     Some("title".into())
 }
-fn default_pdf_timeout() -> HumanDuration {
+fn default_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
@@ -63,7 +66,7 @@ impl Default for ParseConfig {
         ParseConfig {
             json_text_field: default_text_field(),
             json_title_field: default_title_field(),
-            pdf_timeout: default_pdf_timeout(),
+            timeout: default_timeout(),
         }
     }
 }
@@ -89,8 +92,8 @@ pub struct Parsed {
 
 impl StageConfig for ParseConfig {
     fn validate(&self) -> Vec<ConfigIssue> {
-        if self.pdf_timeout.0.is_zero() {
-            return vec![ConfigIssue::new(Some("pdf_timeout"), "must be more than 0")];
+        if self.timeout.0.is_zero() {
+            return vec![ConfigIssue::new(Some("timeout"), "must be more than 0")];
         }
         Vec::new()
     }
@@ -145,8 +148,8 @@ thread_local! {
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let pdf_thread = std::thread::current().name() == Some(pdf::THREAD_NAME);
-        if IN_PARSER.with(|f| f.get()) || pdf_thread {
+        let parser_thread = std::thread::current().name() == Some(deadline::THREAD_NAME);
+        if IN_PARSER.with(|f| f.get()) || parser_thread {
             tracing::debug!("parser panicked (caught): {info}");
         } else {
             default(info);
@@ -185,8 +188,13 @@ pub fn parse_document(
     let whole = |r: std::result::Result<Parsed, String>| r.map(|p| (p, Vec::new()));
     let mime = content_type.split(';').next().unwrap_or_default().trim();
     match mime {
-        "application/pdf" => whole(pdf::parse(bytes, config.pdf_timeout.0)),
-        "text/html" | "application/xhtml+xml" => whole(html::parse(bytes)),
+        "application/pdf" => whole(pdf::parse(bytes, config.timeout.0)),
+        "text/html" | "application/xhtml+xml" => {
+            let owned = bytes.to_vec();
+            whole(deadline::run("HTML", config.timeout.0, move || {
+                html::parse(&owned)
+            }))
+        }
         "text/markdown" => whole(markdown::parse(bytes)),
         "text/plain" => whole(text::parse_text(bytes)),
         "application/json" => whole(text::parse_json(bytes, field, title_field)),
