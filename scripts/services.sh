@@ -10,7 +10,8 @@
 #
 # SLUICE_SERVICES_DIR, SLUICE_PG_PORT, SLUICE_REDIS_PORT and SLUICE_S3_PORT pick a
 # private set (outage tests use one, so other tests keep theirs). SLUICE_PG_OPTS
-# adds server options (e.g. `-c ssl=on ...`).
+# and SLUICE_REDIS_OPTS add server options (e.g. `--appendonly yes`, so a restarted
+# Redis keeps its data).
 #
 # `up` is idempotent and safe to call from parallel tests (it takes a lock). It
 # prints lines like SLUICE_TEST_PG_URL=..., SLUICE_TEST_REDIS_URL=... and
@@ -95,8 +96,10 @@ pg_up() {
 redis_up() {
   if alive "$DIR/redis.pid"; then return; fi
   log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  # shellcheck disable=SC2086
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
-    --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" 9>&-
+    --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" --dir "$DIR" \
+    ${SLUICE_REDIS_OPTS:-} 9>&-
   for _ in $(seq 50); do alive "$DIR/redis.pid" && return; sleep 0.1; done
   log "Redis did not start: $(tail -3 "$DIR/redis.log")"; exit 1
 }

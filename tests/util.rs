@@ -222,6 +222,8 @@ impl PrivateServices {
             .env("SLUICE_REDIS_PORT", (self.port + 1).to_string())
             .env("SLUICE_S3_PORT", (self.port + 2).to_string())
             .env("SLUICE_PG_OPTS", &self.pg_opts)
+            // A restarted Redis keeps its data, as a production one would.
+            .env("SLUICE_REDIS_OPTS", "--appendonly yes --appendfsync always")
             .output()
             .unwrap();
         assert!(

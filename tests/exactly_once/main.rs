@@ -9,4 +9,5 @@ mod util;
 mod corpus;
 mod crash;
 mod incremental;
+mod outages;
 mod sinks;

@@ -10,16 +10,24 @@ pub struct Target {
     pub table: String,
     pub redis: String,
     pub prefix: String,
+    /// The sinks' `max_outage`.
+    pub max_outage: &'static str,
 }
 
 impl Target {
+    /// Rows under `name` on the shared test services.
     pub fn new(name: &str) -> Target {
-        let services = util::services();
+        Target::on(&util::services(), name)
+    }
+
+    /// Rows under `name` on `services`.
+    pub fn on(services: &util::Services, name: &str) -> Target {
         Target {
-            pg: services.pg,
+            pg: services.pg.clone(),
             table: util::unique(name),
-            redis: services.redis,
+            redis: services.redis.clone(),
             prefix: util::unique(name),
+            max_outage: "60s",
         }
     }
 }
@@ -42,14 +50,15 @@ stages:
 sinks:
   - {{name: out, type: parquet, path: ./out}}
   - {{name: vectors, type: lancedb, uri: ./lance, table: chunks}}
-  - {{name: pg, type: pgvector, url: "{pg}", table: {table}, max_outage: 30s}}
+  - {{name: pg, type: pgvector, url: "{pg}", table: {table}, max_outage: {outage}}}
   - name: features
     type: feature_store
     query: SELECT doc_id, op, count(*) AS chunk_count, max(modified_at) AS event_timestamp FROM input GROUP BY doc_id, op
     entity: [doc_id]
     offline: ./features
-    online: {{url: "{redis}", prefix: "{prefix}"}}
+    online: {{url: "{redis}", prefix: "{prefix}", max_outage: {outage}}}
 "#,
+        outage = t.max_outage,
         model = model.display(),
         pg = t.pg,
         table = t.table,

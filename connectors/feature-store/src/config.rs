@@ -18,7 +18,7 @@ use crate::sink::FeatureStoreSink;
 ///     entity: [doc_id]
 ///     event_timestamp: event_timestamp
 ///     offline: .sluice/features          # folder, relative to the pipeline file
-///     online: {url: redis://127.0.0.1:6379/, prefix: "sluice:docs", ttl: 7d}
+///     online: {url: redis://127.0.0.1:6379/, prefix: "sluice:docs", ttl: 7d, max_outage: 60s}
 ///     feast: {repo: .sluice/feast, project: sluice}
 /// ```
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +40,13 @@ pub struct OnlineSpec {
     pub prefix: String,
     #[serde(default)]
     pub ttl: Option<HumanDuration>,
+    /// Retry with backoff this long while Redis is unreachable, holding the epoch.
+    #[serde(default = "default_outage")]
+    pub max_outage: HumanDuration,
+}
+
+fn default_outage() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
 }
 
 #[derive(Debug, Clone, Deserialize)]

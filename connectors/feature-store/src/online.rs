@@ -25,10 +25,13 @@ pub struct OnlineStore {
     script: redis::Script,
     pub prefix: String,
     pub ttl_ms: u64,
+    /// The URL with any password hidden, for errors.
+    server: String,
 }
 
 fn redis_err(what: &str, url: &str, e: redis::RedisError) -> ConnectorError {
     let retry = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout();
+    let url = sluice_connector_sdk::config::redact_url(url);
     ConnectorError::external(format!("Redis at {url}: {what}"))
         .with_source(e)
         .retryable(retry)
@@ -36,8 +39,10 @@ fn redis_err(what: &str, url: &str, e: redis::RedisError) -> ConnectorError {
 
 impl OnlineStore {
     pub async fn connect(url: &str, prefix: String, ttl_ms: u64) -> Result<OnlineStore> {
-        let client = redis::Client::open(url)
-            .map_err(|e| ConnectorError::user(format!("bad Redis URL {url}")).with_source(e))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            let url = sluice_connector_sdk::config::redact_url(url);
+            ConnectorError::user(format!("bad Redis URL {url}")).with_source(e)
+        })?;
         let conn = client
             .get_multiplexed_async_connection()
             .await
@@ -47,6 +52,7 @@ impl OnlineStore {
             script: redis::Script::new(UPSERT),
             prefix,
             ttl_ms,
+            server: url.to_string(),
         })
     }
 
@@ -64,7 +70,7 @@ impl OnlineStore {
         let wrote: i64 = inv
             .invoke_async(&mut self.conn)
             .await
-            .map_err(|e| redis_err("writing features", &self.prefix, e))?;
+            .map_err(|e| redis_err("writing features", &self.server, e))?;
         Ok(wrote == 1)
     }
 
@@ -74,6 +80,6 @@ impl OnlineStore {
             .arg(&key)
             .query_async::<()>(&mut self.conn)
             .await
-            .map_err(|e| redis_err("deleting features", &self.prefix, e))
+            .map_err(|e| redis_err("deleting features", &self.server, e))
     }
 }

@@ -5,6 +5,7 @@
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use sluice_connector_sdk::retry::Retry;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
 
 use crate::config::{FeatureStoreSinkConfig, EVENT_TIMESTAMP};
@@ -115,6 +116,46 @@ impl FeatureStoreSink {
     }
 }
 
+impl FeatureStoreSink {
+    fn retry(&self) -> Retry {
+        Retry::new(
+            self.config
+                .online
+                .as_ref()
+                .map(|o| o.max_outage.0)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// `Redis at <url>`, for errors.
+    fn redis(&self) -> String {
+        let url = self
+            .config
+            .online
+            .as_ref()
+            .map(|o| o.url.as_str())
+            .unwrap_or_default();
+        format!("Redis at {}", sluice_connector_sdk::config::redact_url(url))
+    }
+
+    /// Connect if need be, then write the epoch's online rows.
+    async fn write_online_once(&mut self, deletes: &[RecordBatch], shaped: &[RecordBatch]) -> Result<()> {
+        if self.online.is_none() {
+            self.connect_online().await?;
+        }
+        self.write_online(deletes, shaped).await
+    }
+
+    async fn connect_online(&mut self) -> Result<()> {
+        let Some(spec) = &self.config.online else {
+            return Ok(());
+        };
+        let ttl = spec.ttl.map(|t| t.0.as_millis() as u64).unwrap_or(0);
+        self.online = Some(OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl).await?);
+        Ok(())
+    }
+}
+
 /// An entity's event time (µs) and its feature values as text.
 type OnlineRow = (i64, Vec<(String, String)>);
 
@@ -136,9 +177,11 @@ impl Sink for FeatureStoreSink {
         if removed > 0 {
             tracing::info!(sink = %self.name, files = removed, "rolled back offline files after epoch {committed}");
         }
-        if let Some(spec) = &self.config.online {
-            let ttl = spec.ttl.map(|t| t.0.as_millis() as u64).unwrap_or(0);
-            self.online = Some(OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl).await?);
+        if self.config.online.is_some() {
+            let mut retry = self.retry();
+            while let Err(e) = self.connect_online().await {
+                retry.wait(e, &self.name, &self.redis()).await?;
+            }
         }
         if let Some(feast) = &self.config.feast {
             let repo = self.base_dir.join(&feast.repo);
@@ -183,7 +226,13 @@ impl Sink for FeatureStoreSink {
             }
         }
         self.offline.write_epoch(epoch, &shaped)?;
-        self.write_online(&deletes, &shaped).await?;
+        // Online writes are idempotent (compare-and-set, deletes): after a lost
+        // connection the whole epoch is written again.
+        let mut retry = self.retry();
+        while let Err(e) = self.write_online_once(&deletes, &shaped).await {
+            self.online = None;
+            retry.wait(e, &self.name, &self.redis()).await?;
+        }
         self.pending.clear();
         Ok(())
     }

@@ -8,10 +8,9 @@
 //! - while the database is unreachable the epoch is held and retried with
 //!   backoff, for up to `max_outage`; then the pipeline stops, naming the server.
 
-use std::time::{Duration, Instant};
-
 use arrow::array::RecordBatch;
 use sluice_connector_sdk::replace::epoch_rows;
+use sluice_connector_sdk::retry::Retry;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -298,42 +297,6 @@ fn pg_err(server: &str, what: &str, e: tokio_postgres::Error) -> ConnectorError 
         .retryable(retry)
 }
 
-/// Exponential backoff while a server is unreachable, up to an outage budget.
-struct Retry {
-    started: Instant,
-    delay: Duration,
-    budget: Duration,
-}
-
-impl Retry {
-    fn new(budget: Duration) -> Self {
-        Retry {
-            started: Instant::now(),
-            delay: Duration::from_millis(100),
-            budget,
-        }
-    }
-
-    /// Sleep before the next attempt, or give up with the error to report.
-    async fn wait(&mut self, e: ConnectorError, sink: &str, server: &str) -> Result<()> {
-        if !e.retryable {
-            return Err(e);
-        }
-        if self.started.elapsed() >= self.budget {
-            return Err(ConnectorError::external(format!(
-                "PostgreSQL at {server} unreachable for {:?} (max_outage); the epoch stays uncommitted",
-                self.budget
-            ))
-            .with_source(e)
-            .retryable(false));
-        }
-        tracing::warn!(sink, "retrying in {:?}: {e}", self.delay);
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(Duration::from_secs(5));
-        Ok(())
-    }
-}
-
 #[async_trait::async_trait]
 impl Sink for PgVectorSink {
     async fn open(&mut self, committed: Epoch) -> Result<()> {
@@ -343,7 +306,9 @@ impl Sink for PgVectorSink {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     self.client = None;
-                    retry.wait(e, &self.name, &self.server()).await?;
+                    retry
+                        .wait(e, &self.name, &format!("PostgreSQL at {}", self.server()))
+                        .await?;
                 }
             }
         }
@@ -368,7 +333,9 @@ impl Sink for PgVectorSink {
                 Ok(()) => break,
                 Err(e) => {
                     self.client = None;
-                    retry.wait(e, &self.name, &self.server()).await?;
+                    retry
+                        .wait(e, &self.name, &format!("PostgreSQL at {}", self.server()))
+                        .await?;
                 }
             }
         }

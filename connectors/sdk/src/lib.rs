@@ -22,6 +22,7 @@ pub mod epoch_log;
 pub mod error;
 pub mod message;
 pub mod replace;
+pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod testkit;
