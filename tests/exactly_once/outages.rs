@@ -1,6 +1,7 @@
-//! Outages: Redis stopped mid-run and started again is ridden out; PostgreSQL
-//! down past `max_outage` stops the run cleanly, naming the server, and the next
-//! start resumes. Each uses its own servers, so other tests keep theirs.
+//! Outages: Redis stopped mid-run and started again, and the object store under
+//! LanceDB cut off for a few seconds, are ridden out; PostgreSQL down past
+//! `max_outage` stops the run cleanly, naming the server, and the next start
+//! resumes. Each uses its own servers, so other tests keep theirs.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ fn spawn(ws: &Workspace) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "p.yaml"])
         .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
+        // object_store logs its retries at info.
+        .env("RUST_LOG", "warn,object_store=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -103,4 +105,105 @@ fn postgres_down_past_max_outage_stops_cleanly_and_the_next_start_resumes() {
     let again = ws.ok(&["run", "p.yaml"]);
     assert!(again.contains("documents"), "{again}");
     assert_sinks_hold(&ws, &target, &reference(&ws));
+}
+
+/// `tests/python/tcp_proxy.py` in front of a port; killed on drop.
+struct Proxy {
+    child: Child,
+    port: u16,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(crate::util::repo_root().join("tests/python/tcp_proxy.py"))
+            .arg(target.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Proxy {
+            port: line.trim().parse().unwrap(),
+            child,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_object_store_under_lancedb_cut_off_mid_run_loses_nothing() {
+    let services = PrivateServices::start("");
+    let s3_port: u16 = services.env.s3.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = Proxy::start(s3_port);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let bucket = crate::util::unique("outage").replace('_', "-");
+    crate::util::create_bucket(&services.env.s3, &bucket);
+    let options: Vec<(String, String)> = [
+        ("aws_endpoint", endpoint.as_str()),
+        ("allow_http", "true"),
+        ("aws_region", "us-east-1"),
+        ("aws_access_key_id", "test"),
+        ("aws_secret_access_key", "test"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let uri = format!("s3://{bucket}/db");
+    let yaml: Vec<String> = options.iter().map(|(k, v)| format!("{k}: '{v}'")).collect();
+    let target = Target::on(&services.env, "s3_outage");
+    let ws = setup(&target, 400);
+    let lance = format!(
+        "{{name: vectors, type: lancedb, uri: '{uri}', table: chunks, storage_options: {{{}}}}}",
+        yaml.join(", ")
+    );
+    let p = pipeline(&target).replace(
+        "{name: vectors, type: lancedb, uri: ./lance, table: chunks}",
+        &lance,
+    );
+    assert!(p.contains("s3://"));
+    ws.write("p.yaml", p);
+    let child = spawn(&ws);
+    // Once the first rows are committed (the Parquet sink commits with LanceDB),
+    // more epochs follow every few hundred milliseconds: cut the store off then.
+    wait_until("a first epoch of rows", || {
+        std::fs::read_dir(ws.path("out"))
+            .map(|d| {
+                d.flatten()
+                    .any(|f| f.file_name().to_string_lossy().ends_with(".parquet"))
+            })
+            .unwrap_or(false)
+    });
+    proxy.signal("-USR1");
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.signal("-USR2");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // object_store's own retries give up after three; the sink's retry rides on.
+    assert!(
+        stderr.contains("backing off"),
+        "the run never saw the outage: {stderr}"
+    );
+    assert!(stderr.contains("retrying"), "{stderr}");
+    let want = reference(&ws);
+    assert_eq!(crate::sinks::lance_rows_at(&uri, &options), want);
 }

@@ -119,14 +119,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The LanceDB table, through the `lancedb` crate; every row has a 384-d vector.
+/// The local LanceDB table `./lance`, through the `lancedb` crate.
 pub fn lance_rows(ws: &Workspace) -> Vec<Row> {
+    lance_rows_at(&ws.path("lance").to_string_lossy(), &[])
+}
+
+/// The LanceDB table `chunks` at `uri`; every row has a 384-d vector.
+pub fn lance_rows_at(uri: &str, options: &[(String, String)]) -> Vec<Row> {
     use arrow::array::{Array, AsArray};
     use futures::TryStreamExt;
     use lancedb::query::{ExecutableQuery, QueryBase};
-    let uri = ws.path("lance").to_string_lossy().into_owned();
     let batches: Vec<arrow::record_batch::RecordBatch> = runtime().block_on(async {
-        let db = lancedb::connect(&uri).execute().await.unwrap();
+        let db = lancedb::connect(uri)
+            .storage_options(options.iter().cloned())
+            .execute()
+            .await
+            .unwrap();
         let t = db.open_table("chunks").execute().await.unwrap();
         t.query()
             .select(lancedb::query::Select::columns(&[

@@ -19,6 +19,7 @@ use crate::sink::LanceDbSink;
 ///     storage_options:          # for s3://, as LanceDB names them; ${ENV} works
 ///       aws_endpoint: http://127.0.0.1:9000
 ///       allow_http: "true"
+///     max_outage: 60s           # retry this long while the store is unreachable
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 pub struct LanceDbSinkConfig {
@@ -35,6 +36,13 @@ pub struct LanceDbSinkConfig {
     /// Passed to LanceDB's object store as they are.
     #[serde(default)]
     pub storage_options: std::collections::BTreeMap<String, String>,
+    /// Retry with backoff this long while the store is unreachable, holding the epoch.
+    #[serde(default = "default_outage")]
+    pub max_outage: sluice_connector_sdk::HumanDuration,
+}
+
+fn default_outage() -> sluice_connector_sdk::HumanDuration {
+    sluice_connector_sdk::HumanDuration(std::time::Duration::from_secs(60))
 }
 
 #[derive(Debug, Clone, Deserialize)]

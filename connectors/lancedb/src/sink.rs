@@ -12,6 +12,7 @@ use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 use lancedb::index::Index;
 use lancedb::{Connection, DistanceType, Table};
 use sluice_connector_sdk::replace::epoch_rows;
+use sluice_connector_sdk::retry::Retry;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
 
 use sluice_connector_sdk::Metric;
@@ -28,8 +29,17 @@ pub struct LanceDbSink {
     indexed: bool,
 }
 
+/// Storage and network failures may pass (an object store that is briefly
+/// unreachable); the rest (schemas, inputs) will not.
 fn lance_err(what: impl Into<String>, e: lancedb::Error) -> ConnectorError {
-    ConnectorError::external(what).with_source(e)
+    let transient = matches!(
+        e,
+        lancedb::Error::ObjectStore { .. }
+            | lancedb::Error::Lance { .. }
+            | lancedb::Error::Runtime { .. }
+            | lancedb::Error::Timeout { .. }
+    );
+    ConnectorError::external(what).with_source(e).retryable(transient)
 }
 
 /// `'a', 'b'` with quotes doubled, for a delete predicate.
@@ -135,6 +145,39 @@ impl LanceDbSink {
 #[async_trait::async_trait]
 impl Sink for LanceDbSink {
     async fn open(&mut self, committed: Epoch) -> Result<()> {
+        let mut retry = Retry::new(self.config.max_outage.0);
+        while let Err(e) = self.open_once(committed).await {
+            retry
+                .wait(e, &self.name, &format!("LanceDB at {}", self.uri))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
+        self.pending.push(batch);
+        Ok(())
+    }
+
+    /// Delete then add is idempotent, so after a failure the whole epoch is
+    /// written again (a lost reply to an `add` included).
+    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut retry = Retry::new(self.config.max_outage.0);
+        while let Err(e) = self.commit_once(epoch).await {
+            retry
+                .wait(e, &self.name, &format!("LanceDB at {}", self.uri))
+                .await?;
+        }
+        self.pending.clear();
+        self.maybe_index().await
+    }
+}
+
+impl LanceDbSink {
+    async fn open_once(&mut self, committed: Epoch) -> Result<()> {
         let db = self.connect().await?;
         let name = self.config.table.clone();
         let table = match db.open_table(&name).execute().await {
@@ -169,15 +212,7 @@ impl Sink for LanceDbSink {
         Ok(())
     }
 
-    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
-        self.pending.push(batch);
-        Ok(())
-    }
-
-    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
+    async fn commit_once(&mut self, epoch: Epoch) -> Result<()> {
         let rows = epoch_rows(&self.pending, &self.config.doc_column)?;
         let doc = self.config.doc_column.clone();
         let table = self.table()?.clone();
@@ -199,8 +234,7 @@ impl Sink for LanceDbSink {
                 .await
                 .map_err(|e| lance_err("adding rows", e))?;
         }
-        self.pending.clear();
-        self.maybe_index().await
+        Ok(())
     }
 }
 
