@@ -302,3 +302,26 @@ pub fn slow_pdf(ops: usize) -> Vec<u8> {
     );
     pdf
 }
+
+/// LanceDB's storage options for the test S3 server at `endpoint`.
+pub fn s3_options(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("aws_endpoint", endpoint),
+        ("allow_http", "true"),
+        ("aws_region", "us-east-1"),
+        ("aws_access_key_id", "test"),
+        ("aws_secret_access_key", "test"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// A LanceDB sink block `vectors` (table `chunks`) at `uri` with `options`.
+pub fn lance_sink_yaml(uri: &str, options: &[(String, String)]) -> String {
+    let yaml: Vec<String> = options.iter().map(|(k, v)| format!("{k}: '{v}'")).collect();
+    format!(
+        "{{name: vectors, type: lancedb, uri: '{uri}', table: chunks, storage_options: {{{}}}}}",
+        yaml.join(", ")
+    )
+}

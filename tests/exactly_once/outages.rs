@@ -157,24 +157,11 @@ fn the_object_store_under_lancedb_cut_off_mid_run_loses_nothing() {
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let bucket = crate::util::unique("outage").replace('_', "-");
     crate::util::create_bucket(&services.env.s3, &bucket);
-    let options: Vec<(String, String)> = [
-        ("aws_endpoint", endpoint.as_str()),
-        ("allow_http", "true"),
-        ("aws_region", "us-east-1"),
-        ("aws_access_key_id", "test"),
-        ("aws_secret_access_key", "test"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let options = crate::util::s3_options(&endpoint);
     let uri = format!("s3://{bucket}/db");
-    let yaml: Vec<String> = options.iter().map(|(k, v)| format!("{k}: '{v}'")).collect();
     let target = Target::on(&services.env, "s3_outage");
     let ws = setup(&target, 400);
-    let lance = format!(
-        "{{name: vectors, type: lancedb, uri: '{uri}', table: chunks, storage_options: {{{}}}}}",
-        yaml.join(", ")
-    );
+    let lance = crate::util::lance_sink_yaml(&uri, &options);
     let p = pipeline(&target).replace(
         "{name: vectors, type: lancedb, uri: ./lance, table: chunks}",
         &lance,

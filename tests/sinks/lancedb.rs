@@ -177,22 +177,9 @@ fn lancedb_on_s3_holds_exactly_the_current_chunks() {
     let endpoint = util::services().s3;
     let bucket = util::unique("lance").replace('_', "-");
     util::create_bucket(&endpoint, &bucket);
-    let options: Options = [
-        ("aws_endpoint", endpoint.as_str()),
-        ("allow_http", "true"),
-        ("aws_region", "us-east-1"),
-        ("aws_access_key_id", "test"),
-        ("aws_secret_access_key", "test"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let options = util::s3_options(&endpoint);
     let uri = format!("s3://{bucket}/db");
-    let yaml_options: Vec<String> = options.iter().map(|(k, v)| format!("{k}: '{v}'")).collect();
-    let sink = format!(
-        "  - {{name: vectors, type: lancedb, uri: '{uri}', table: chunks, storage_options: {{{}}}}}",
-        yaml_options.join(", ")
-    );
+    let sink = format!("  - {}", util::lance_sink_yaml(&uri, &options));
     let ws = Workspace::new();
     lancedb_round_trip(&ws, &sink, &uri, &options);
     // Nothing was written locally: the table lives in the bucket.
