@@ -24,7 +24,7 @@ impl Default for ChannelBounds {
     fn default() -> Self {
         ChannelBounds {
             max_rows: 4096,
-            max_bytes: 64 << 20,
+            max_bytes: 16 << 20,
         }
     }
 }
@@ -69,6 +69,8 @@ pub struct Plan {
     pub base_dir: PathBuf,
     pub state_dir: PathBuf,
     pub checkpoint_interval: Duration,
+    /// An epoch is also cut once the source has emitted this many bytes.
+    pub epoch_max_bytes: u64,
     pub channels: ChannelBounds,
     /// How many epochs of tap files to keep per stage.
     pub tap_retain_epochs: u64,

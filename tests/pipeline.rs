@@ -365,3 +365,32 @@ fn the_progress_bar_shows_on_a_terminal_and_not_in_a_pipe() {
     );
     assert!(!piped.contains("files"), "a progress bar in a pipe:\n{piped}");
 }
+
+/// Sinks hold an epoch until its barrier, so an epoch is also cut by size: with a
+/// slow sink, a long interval must not let one epoch grow without bound.
+#[test]
+fn an_epoch_is_cut_once_it_carries_max_bytes() {
+    let ws = Workspace::new();
+    for i in 0..20 {
+        ws.write(
+            &format!("data/doc{i:02}.txt"),
+            "Some text of a document. ".repeat(40),
+        );
+    }
+    let p =
+        basic_pipeline("  batch_size: 1", "1h").replace("  interval: 1h", "  interval: 1h\n  max_bytes: 2KB");
+    ws.write("p.yaml", p);
+    let out = ws.ok(&["run", "p.yaml"]);
+    let epoch: u64 = out
+        .split("checkpoint epoch ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        epoch >= 10,
+        "one epoch per document or so, not one for the run: {out}"
+    );
+    assert_eq!(ws.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out"), 20);
+}

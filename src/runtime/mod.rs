@@ -277,6 +277,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         committed: committed_rx,
         shutdown: options.shutdown,
         interval: plan.checkpoint_interval,
+        max_bytes: plan.epoch_max_bytes,
         first_epoch,
         metrics: metrics.clone(),
     };

@@ -36,6 +36,8 @@ pub struct SourceTask {
     pub committed: watch::Receiver<Epoch>,
     pub shutdown: watch::Receiver<bool>,
     pub interval: Duration,
+    /// Cut an epoch early once it carries this many bytes.
+    pub max_bytes: u64,
     pub first_epoch: Epoch,
     pub metrics: Arc<PipelineMetrics>,
 }
@@ -86,6 +88,7 @@ impl SourceTask {
     pub async fn run(mut self) -> Result<()> {
         let mut epoch = self.first_epoch;
         let mut dirty = false;
+        let mut epoch_bytes = 0u64;
         let start = tokio::time::Instant::now() + self.interval;
         let mut tick = tokio::time::interval_at(start, self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -106,6 +109,7 @@ impl SourceTask {
                         self.cut(epoch).await?;
                         epoch += 1;
                         dirty = false;
+                        epoch_bytes = 0;
                     }
                 }
                 next = self.source.next_batch() => {
@@ -123,8 +127,15 @@ impl SourceTask {
                             self.report_seen(epoch, &batch);
                             self.metrics.source_rows.add(batch.num_rows() as u64);
                             self.metrics.source_batches.add(1);
+                            epoch_bytes += batch.get_array_memory_size() as u64;
                             broadcast(&self.outputs, Message::Batch(batch)).await?;
                             dirty = true;
+                            if epoch_bytes >= self.max_bytes {
+                                self.cut(epoch).await?;
+                                epoch += 1;
+                                dirty = false;
+                                epoch_bytes = 0;
+                            }
                         }
                         None => break,
                     }

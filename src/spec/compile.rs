@@ -34,6 +34,14 @@ const SINK_KEYS: &[&str] = &["name", "type", "query"];
 struct CheckpointSpec {
     #[serde(default = "default_interval")]
     interval: HumanDuration,
+    #[serde(default = "default_epoch_bytes")]
+    max_bytes: ByteSize,
+}
+
+/// An epoch is also cut once the source has emitted this much: sinks hold an
+/// epoch until its barrier, so this bounds their memory when a sink is slow.
+fn default_epoch_bytes() -> ByteSize {
+    ByteSize(8 << 20)
 }
 
 fn default_interval() -> HumanDuration {
@@ -249,6 +257,7 @@ impl Compiler {
 
         let checkpoint = checkpoint.unwrap_or(CheckpointSpec {
             interval: default_interval(),
+            max_bytes: default_epoch_bytes(),
         });
         if checkpoint.interval.0.is_zero() {
             let loc = root.get("checkpoint").map(|(_, v)| v.loc).unwrap_or_default();
@@ -266,6 +275,7 @@ impl Compiler {
             base_dir: base_dir.to_path_buf(),
             state_dir,
             checkpoint_interval: checkpoint.interval.0,
+            epoch_max_bytes: checkpoint.max_bytes.0.max(1),
             channels: channels.unwrap_or_default(),
             tap_retain_epochs: taps.map(|t| t.retain_epochs).unwrap_or(default_retain()),
             dlq_retention: dlq.map(|d| d.retention).unwrap_or_else(default_dlq_retention).0,
