@@ -54,6 +54,11 @@ fn pg_count(t: &Target) -> i64 {
     })
 }
 
+/// Documents for an outage test: enough that, on a loaded 2-core machine, the run
+/// is still writing epochs well after its first one is visible (with 400, a CI
+/// run once finished before the outage began).
+const DOCS: usize = 1200;
+
 /// A workspace with `docs` documents and the pipeline into `target`.
 fn setup(target: &Target, docs: usize) -> Workspace {
     let ws = Workspace::new();
@@ -66,7 +71,7 @@ fn setup(target: &Target, docs: usize) -> Workspace {
 fn redis_stopped_mid_run_and_started_again_loses_nothing() {
     let services = PrivateServices::start("");
     let target = Target::on(&services.env, "redis_outage");
-    let ws = setup(&target, 400);
+    let ws = setup(&target, DOCS);
     let child = spawn(&ws);
     wait_until("a first epoch in Redis", || !redis_counts(&target).is_empty());
     services.stop("redis");
@@ -87,7 +92,7 @@ fn postgres_down_past_max_outage_stops_cleanly_and_the_next_start_resumes() {
     let services = PrivateServices::start("");
     let mut target = Target::on(&services.env, "pg_outage");
     target.max_outage = "2s";
-    let ws = setup(&target, 400);
+    let ws = setup(&target, DOCS);
     let child = spawn(&ws);
     wait_until("a first epoch in PostgreSQL", || pg_count(&target) > 0);
     services.stop("pg");
@@ -160,7 +165,7 @@ fn the_object_store_under_lancedb_cut_off_mid_run_loses_nothing() {
     let options = crate::util::s3_options(&endpoint);
     let uri = format!("s3://{bucket}/db");
     let target = Target::on(&services.env, "s3_outage");
-    let ws = setup(&target, 400);
+    let ws = setup(&target, DOCS);
     let lance = crate::util::lance_sink_yaml(&uri, &options);
     let p = pipeline(&target).replace(
         "{name: vectors, type: lancedb, uri: ./lance, table: chunks}",
