@@ -56,7 +56,7 @@ install() {
   fi
   # Feast and the Python lancedb package read the sinks back in the tests; moto is
   # the S3 server.
-  for pkg in feast lancedb moto:'moto[server]' boto3; do
+  for pkg in feast lancedb moto.server:'moto[server]' boto3; do
     if ! python3 -c "import ${pkg%%:*}" 2>/dev/null; then
       log "installing ${pkg#*:} (pip)"
       python3 -m pip install --quiet "${pkg#*:}" >&2 2>/dev/null \
