@@ -48,6 +48,14 @@ impl Filters {
     }
 }
 
+/// The single `count(...)` of a query's answer.
+fn count(batches: &[arrow::record_batch::RecordBatch]) -> i64 {
+    batches[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}
+
 fn rows(batches: &[arrow::record_batch::RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
@@ -103,11 +111,7 @@ pub async fn show(pipeline: &Path, id: &str) -> anyhow::Result<u8> {
         ),
     )
     .await?;
-    let still_open = open[0]
-        .column(0)
-        .as_primitive::<arrow::datatypes::Int64Type>()
-        .value(0)
-        > 0;
+    let still_open = count(&open) > 0;
     if !still_open {
         println!("\nthis document has been ingested since: the letter is resolved");
     }
@@ -160,10 +164,7 @@ pub async fn replay(pipeline: &Path, filters: Filters) -> anyhow::Result<u8> {
         &format!("SELECT count(DISTINCT doc_id) AS n FROM dead_letters WHERE doc_id IN ({list})"),
     )
     .await?;
-    let failed = open[0]
-        .column(0)
-        .as_primitive::<arrow::datatypes::Int64Type>()
-        .value(0) as usize;
+    let failed = count(&open) as usize;
     println!(
         "replayed {}: {} now succeed, {failed} failed again (sluice dlq list)",
         doc_ids.len(),

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use object_store::local::LocalFileSystem;
@@ -63,27 +63,22 @@ pub fn letter_id(doc_id: &str, stage: &str, epoch: Epoch) -> String {
 /// Rows of `letters` (status `open`) or of resolutions (status `resolved`).
 fn to_batch(epoch: Epoch, letters: &[DeadLetter], status: &str) -> Result<RecordBatch> {
     let now = chrono::Utc::now().timestamp_micros();
-    let mut text: Vec<StringBuilder> = (0..6).map(|_| StringBuilder::new()).collect();
-    let mut time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let mut ep = UInt64Builder::new();
-    for l in letters {
-        let id = letter_id(&l.doc_id, &l.stage, epoch);
-        let values = [id.as_str(), &l.doc_id, &l.version, &l.stage, &l.error, status];
-        for (b, v) in text.iter_mut().zip(values) {
-            b.append_value(v);
-        }
-        time.append_value(now);
-        ep.append_value(epoch);
-    }
-    let mut text: Vec<ArrayRef> = text
-        .iter_mut()
-        .map(|b| Arc::new(b.finish()) as ArrayRef)
-        .collect();
-    let status = text.pop().expect("six columns");
-    let mut columns = text;
-    columns.push(Arc::new(time.finish()));
-    columns.push(Arc::new(ep.finish()));
-    columns.push(status);
+    let text = |value: fn(&DeadLetter) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(letters.iter().map(value)))
+    };
+    let n = letters.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            letters.iter().map(|l| letter_id(&l.doc_id, &l.stage, epoch)),
+        )),
+        text(|l| &l.doc_id),
+        text(|l| &l.version),
+        text(|l| &l.stage),
+        text(|l| &l.error),
+        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+        Arc::new(UInt64Array::from(vec![epoch; n])),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(status, n))),
+    ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
 

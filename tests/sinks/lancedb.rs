@@ -186,13 +186,21 @@ fn lancedb_on_s3_holds_exactly_the_current_chunks() {
     assert!(!ws.path("s3:").exists());
 }
 
-#[test]
-fn lancedb_builds_its_index_once_the_table_is_big_enough() {
+/// The corpus run into a local LanceDB sink with an HNSW index after `after_rows`.
+fn run_with_index(after_rows: u64) -> Workspace {
     let ws = Workspace::new();
     corpus(&ws);
-    let sink = "  - {name: vectors, type: lancedb, uri: ./lance, table: chunks, index: {type: hnsw, metric: cosine, after_rows: 10}}";
-    ws.write("p.yaml", pipeline(sink));
+    let sink = format!(
+        "  - {{name: vectors, type: lancedb, uri: ./lance, table: chunks, index: {{type: hnsw, metric: cosine, after_rows: {after_rows}}}}}"
+    );
+    ws.write("p.yaml", pipeline(&sink));
     ws.ok(&["run", "p.yaml"]);
+    ws
+}
+
+#[test]
+fn lancedb_builds_its_index_once_the_table_is_big_enough() {
+    let ws = run_with_index(10);
     assert!(indexed(&ws.path("lance").to_string_lossy()));
 }
 
@@ -211,11 +219,7 @@ fn indexed(uri: &str) -> bool {
 
 #[test]
 fn sluice_index_rebuild_builds_the_lancedb_index_on_request() {
-    let ws = Workspace::new();
-    corpus(&ws);
-    let sink = "  - {name: vectors, type: lancedb, uri: ./lance, table: chunks, index: {type: hnsw, metric: cosine, after_rows: 1000000}}";
-    ws.write("p.yaml", pipeline(sink));
-    ws.ok(&["run", "p.yaml"]);
+    let ws = run_with_index(1_000_000);
     let uri = ws.path("lance").to_string_lossy().into_owned();
     assert!(!indexed(&uri), "below after_rows: no index yet");
     let out = ws.ok(&["index", "rebuild", "--pipeline", "p.yaml"]);
