@@ -52,12 +52,28 @@ sinks:
     online: {{url: "redis://127.0.0.1:{port}/", prefix: "rss{copies}_{os.getpid()}"}}
 """)
     started = time.monotonic()
-    out = subprocess.run([bin, "run", "--no-progress", "p.yaml"], cwd=dir, check=True,
-                         capture_output=True, text=True).stdout
+    child = subprocess.Popen([bin, "run", "--no-progress", "p.yaml"], cwd=dir,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    timeline = []  # VmRSS in KiB, sampled every 100 ms: growth vs. spikes
+    while child.poll() is None:
+        try:
+            with open(f"/proc/{child.pid}/status") as f:
+                timeline += [int(l.split()[1]) for l in f if l.startswith("VmRSS:")]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(0.1)
+    out = child.stdout.read()
+    if child.returncode != 0:
+        raise SystemExit(f"sluice run exited {child.returncode}")
     took = time.monotonic() - started
     proxy.kill()
     shutil.rmtree(dir)
     line = out.splitlines()[0]
+    if timeline:
+        # The largest RSS seen in each fifth of the run: rising = something grows.
+        n = len(timeline)
+        fifths = [max(timeline[i * n // 5:max((i + 1) * n // 5, i * n // 5 + 1)]) for i in range(5)]
+        line += "; RSS by fifth of the run (MiB): " + " ".join(f"{k / 1024:.0f}" for k in fifths)
     m = re.search(r"peak RSS ([\d.]+) (\w+)", line)
     scale = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}[m.group(2)]
     return float(m.group(1)) * scale, took, line

@@ -58,6 +58,8 @@ pub async fn coordinate(
                 written_at: chrono::Utc::now().to_rfc3339(),
             };
             store.save(&checkpoint)?;
+            drop(checkpoint);
+            crate::telemetry::release_free_memory();
             tracing::debug!(
                 epoch,
                 ms = started.elapsed().as_millis() as u64,
