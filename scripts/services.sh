@@ -5,23 +5,29 @@
 #
 #   bash scripts/services.sh up     # start what is not running; print the env to use
 #   bash scripts/services.sh down   # stop them (by PID), keep nothing
-#   bash scripts/services.sh stop pg|redis|s3    # for outage tests: stop one
-#   bash scripts/services.sh start pg|redis|s3   # ... and start it again
+#   bash scripts/services.sh stop pg|redis|s3|kafka    # for outage tests: stop one
+#   bash scripts/services.sh start pg|redis|s3|kafka   # ... and start it again
 #
-# SLUICE_SERVICES_DIR, SLUICE_PG_PORT, SLUICE_REDIS_PORT and SLUICE_S3_PORT pick a
+# SLUICE_SERVICES_DIR, SLUICE_PG_PORT, SLUICE_REDIS_PORT, SLUICE_S3_PORT and
+# SLUICE_KAFKA_PORT pick a
 # private set (outage tests use one, so other tests keep theirs). SLUICE_PG_OPTS
 # and SLUICE_REDIS_OPTS add server options (e.g. `--appendonly yes`, so a restarted
 # Redis keeps its data).
 #
 # `up` is idempotent and safe to call from parallel tests (it takes a lock). It
 # prints lines like SLUICE_TEST_PG_URL=..., SLUICE_TEST_REDIS_URL=... and
-# SLUICE_TEST_S3_ENDPOINT=....
+# SLUICE_TEST_S3_ENDPOINT=... and SLUICE_TEST_KAFKA_BROKERS=....
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${SLUICE_SERVICES_DIR:-/tmp/sluice-services}"
 PG_PORT="${SLUICE_PG_PORT:-55432}"
 REDIS_PORT="${SLUICE_REDIS_PORT:-56379}"
 S3_PORT="${SLUICE_S3_PORT:-59000}"
+KAFKA_PORT="${SLUICE_KAFKA_PORT:-59092}"
+# tansu, the Kafka-protocol broker: a debug build is plenty for tests and builds
+# in about half the time of a release one.
+TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
+TANSU="$TOOLS/bin/tansu"
 mkdir -p "$DIR"
 chmod 777 "$DIR"
 
@@ -56,7 +62,8 @@ install() {
   fi
   # Feast and the Python lancedb package read the sinks back in the tests; moto is
   # the S3 server.
-  for pkg in feast lancedb moto.server:'moto[server]' boto3; do
+  # confluent-kafka produces the Kafka tests' messages.
+  for pkg in feast lancedb moto.server:'moto[server]' boto3 confluent_kafka:confluent-kafka; do
     if ! python3 -c "import ${pkg%%:*}" 2>/dev/null; then
       log "installing ${pkg#*:} (pip)"
       python3 -m pip install --quiet "${pkg#*:}" >&2 2>/dev/null \
@@ -67,6 +74,12 @@ install() {
     log "installing redis-server (apt)"
     as_root apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends redis-server >&2
+  fi
+  if [ ! -x "$TANSU" ]; then
+    log "building the tansu Kafka broker (cargo install, debug; cached in $TOOLS)"
+    CARGO_TARGET_DIR="$TOOLS/target" cargo install tansu --version 0.6.0 --locked \
+      --features dynostore --debug --root "$TOOLS" >&2
+    rm -rf "$TOOLS/target"
   fi
   # PostgreSQL refuses to run as root.
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
@@ -109,14 +122,26 @@ s3_up() {
   log "starting the S3 server (moto) on 127.0.0.1:$S3_PORT"
   nohup python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$DIR/s3.log" 2>&1 9>&- &
   echo $! >"$DIR/s3.pid"
-  for _ in $(seq 100); do
-    if python3 - "$S3_PORT" <<'PY' 2>/dev/null; then return; fi
+  for _ in $(seq 100); do port_open "$S3_PORT" && return; sleep 0.1; done
+  log "the S3 server did not start: $(tail -3 "$DIR/s3.log")"; exit 1
+}
+
+port_open() {
+  python3 - "$1" <<'PY' 2>/dev/null
 import socket, sys
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
 PY
-    sleep 0.1
-  done
-  log "the S3 server did not start: $(tail -3 "$DIR/s3.log")"; exit 1
+}
+
+kafka_up() {
+  if alive "$DIR/kafka.pid"; then return; fi
+  log "starting the Kafka broker (tansu) on 127.0.0.1:$KAFKA_PORT"
+  nohup "$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ >"$DIR/kafka.log" 2>&1 9>&- &
+  echo $! >"$DIR/kafka.pid"
+  for _ in $(seq 100); do port_open "$KAFKA_PORT" && return; sleep 0.1; done
+  log "the Kafka broker did not start: $(tail -3 "$DIR/kafka.log")"; exit 1
 }
 
 up() {
@@ -126,20 +151,23 @@ up() {
   pg_up
   redis_up
   s3_up
+  kafka_up
   echo "SLUICE_TEST_PG_URL=postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "SLUICE_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
   echo "SLUICE_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+  echo "SLUICE_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
 }
 
 down() {
   if [ -f "$DIR/pg/postmaster.pid" ]; then
     kill -INT "$(head -1 "$DIR/pg/postmaster.pid")" 2>/dev/null || true
   fi
-  for pid in redis.pid s3.pid; do
+  for pid in redis.pid s3.pid kafka.pid; do
     if [ -f "$DIR/$pid" ]; then kill "$(cat "$DIR/$pid")" 2>/dev/null || true; fi
   done
   for _ in $(seq 50); do
-    alive "$DIR/pg/postmaster.pid" || alive "$DIR/redis.pid" || alive "$DIR/s3.pid" || break
+    alive "$DIR/pg/postmaster.pid" || alive "$DIR/redis.pid" || alive "$DIR/s3.pid" \
+      || alive "$DIR/kafka.pid" || break
     sleep 0.1
   done
   rm -rf "$DIR"
@@ -149,10 +177,10 @@ down() {
 stop() {
   case "$1" in
     pg) run_pg "'$PG_BIN/pg_ctl' -D '$DIR/pg' -m fast -w stop >/dev/null" ;;
-    redis|s3)
+    redis|s3|kafka)
       kill "$(cat "$DIR/$1.pid")"
       for _ in $(seq 50); do alive "$DIR/$1.pid" || return 0; sleep 0.1; done ;;
-    *) echo "usage: $0 stop pg|redis|s3" >&2; exit 2 ;;
+    *) echo "usage: $0 stop pg|redis|s3|kafka" >&2; exit 2 ;;
   esac
 }
 
@@ -165,7 +193,8 @@ case "${1:-up}" in
       pg) pg_up 9>&- ;;
       redis) redis_up 9>&- ;;
       s3) s3_up 9>&- ;;
-      *) echo "usage: $0 start pg|redis|s3" >&2; exit 2 ;;
+      kafka) kafka_up 9>&- ;;
+      *) echo "usage: $0 start pg|redis|s3|kafka" >&2; exit 2 ;;
     esac ;;
   *) echo "usage: $0 up|down|stop NAME|start NAME" >&2; exit 2 ;;
 esac

@@ -1,8 +1,11 @@
 //! A harness for driving the `sluice` binary from integration tests.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
 
 /// A temporary folder holding a pipeline, its data and its state.
 pub struct Workspace {
@@ -126,6 +129,8 @@ pub struct Services {
     pub redis: String,
     /// The S3 server's endpoint, `http://127.0.0.1:PORT`.
     pub s3: String,
+    /// The Kafka broker, `127.0.0.1:PORT`.
+    pub kafka: String,
 }
 
 /// Start (or find) the test services with `scripts/services.sh up`: PostgreSQL with
@@ -158,6 +163,7 @@ fn parse_services(stdout: &str) -> Services {
         pg: get("SLUICE_TEST_PG_URL"),
         redis: get("SLUICE_TEST_REDIS_URL"),
         s3: get("SLUICE_TEST_S3_ENDPOINT"),
+        kafka: get("SLUICE_TEST_KAFKA_BROKERS"),
     }
 }
 
@@ -188,7 +194,7 @@ pub fn create_bucket(endpoint: &str, bucket: &str) {
 /// ports, for tests that stop them; shut down when dropped, passed or failed.
 pub struct PrivateServices {
     pub dir: PathBuf,
-    /// PostgreSQL's port; Redis has the next one, S3 the one after.
+    /// PostgreSQL's port; Redis has the next one, then S3, then Kafka.
     pub port: u16,
     pg_opts: String,
     pub env: Services,
@@ -199,12 +205,13 @@ impl PrivateServices {
     pub fn start(pg_opts: &str) -> PrivateServices {
         let mut s = PrivateServices {
             dir: PathBuf::from(format!("/tmp/{}", unique("private"))),
-            port: free_ports(3),
+            port: free_ports(4),
             pg_opts: pg_opts.to_string(),
             env: Services {
                 pg: String::new(),
                 redis: String::new(),
                 s3: String::new(),
+                kafka: String::new(),
             },
         };
         let stdout = s.script(&["up"]);
@@ -221,6 +228,7 @@ impl PrivateServices {
             .env("SLUICE_PG_PORT", self.port.to_string())
             .env("SLUICE_REDIS_PORT", (self.port + 1).to_string())
             .env("SLUICE_S3_PORT", (self.port + 2).to_string())
+            .env("SLUICE_KAFKA_PORT", (self.port + 3).to_string())
             .env("SLUICE_PG_OPTS", &self.pg_opts)
             // A restarted Redis keeps its data, as a production one would.
             .env("SLUICE_REDIS_OPTS", "--appendonly yes --appendfsync always")
@@ -324,4 +332,76 @@ pub fn lance_sink_yaml(uri: &str, options: &[(String, String)]) -> String {
         "{{name: vectors, type: lancedb, uri: '{uri}', table: chunks, storage_options: {{{}}}}}",
         yaml.join(", ")
     )
+}
+
+/// Apply `ops` (see tests/python/s3_objects.py) to `bucket`.
+pub fn s3_objects(endpoint: &str, bucket: &str, ops: serde_json::Value) {
+    let script = repo_root().join("tests/python/s3_objects.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args([endpoint, bucket])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ops.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "s3_objects.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `tests/python/kafka_tool.py BROKERS ARGS`, with `stdin`; its stdout.
+pub fn kafka_tool(brokers: &str, args: &[&str], stdin: &str) -> String {
+    let script = repo_root().join("tests/python/kafka_tool.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(brokers)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kafka_tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn produce(brokers: &str, topic: &str, messages: &[Value]) {
+    let lines: Vec<String> = messages.iter().map(Value::to_string).collect();
+    kafka_tool(brokers, &["produce", topic], &lines.join("\n"));
+}
+
+pub fn consume(brokers: &str, topic: &str) -> Vec<Value> {
+    kafka_tool(brokers, &["consume", topic], "")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The offsets `group` has committed on `topic`, by partition.
+pub fn committed(brokers: &str, group: &str, topic: &str) -> Vec<i64> {
+    let out: Value = serde_json::from_str(&kafka_tool(brokers, &["committed", group, topic], "")).unwrap();
+    let mut parts: Vec<(i64, i64)> = out
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(p, o)| (p.parse().unwrap(), o.as_i64().unwrap()))
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, o)| o).collect()
 }

@@ -78,7 +78,7 @@ impl SourceTask {
     async fn cut(&mut self, epoch: Epoch) -> Result<()> {
         let state = self
             .source
-            .snapshot()
+            .snapshot(epoch)
             .map_err(|e| Error::connector("source", e))?;
         let _ = self.coordinator.send(CoordinatorMsg::Cut { epoch, state }).await;
         let _ = self.dlq.send(DlqMsg::Barrier { producer: 0, epoch });
@@ -143,11 +143,29 @@ impl SourceTask {
             }
         }
         dirty |= self.drain_letters(epoch);
-        if dirty {
+        let last = if dirty {
             self.cut(epoch).await?;
-        }
+            epoch
+        } else {
+            epoch - 1
+        };
         let _ = self.dlq.send(DlqMsg::End { producer: 0 });
-        broadcast(&self.outputs, Message::End).await
+        broadcast(&self.outputs, Message::End).await?;
+        // Let the coordinator end once the sinks are done (or one has failed).
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.coordinator, closed));
+        // Tell the source when the last epoch is durable (Kafka commits its
+        // offsets then). If a sink fails, the coordinator ends and so does this.
+        while *self.committed.borrow_and_update() < last {
+            if self.committed.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+        let e = *self.committed.borrow();
+        self.source
+            .committed(e)
+            .await
+            .map_err(|err| Error::connector("source", err))
     }
 }
 

@@ -17,11 +17,11 @@ pub enum Lookup<T> {
 }
 
 /// Every source type, built in or not.
-pub const SOURCE_TYPES: &[&str] = &["files"];
+pub const SOURCE_TYPES: &[&str] = &["files", "kafka"];
 /// Every stage type.
 pub const STAGE_TYPES: &[&str] = &["parse", "chunk", "embed", "sql"];
 /// Every sink type, built in or not.
-pub const SINK_TYPES: &[&str] = &["parquet", "pgvector", "lancedb", "feature_store"];
+pub const SINK_TYPES: &[&str] = &["parquet", "pgvector", "lancedb", "feature_store", "kafka"];
 
 #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
 fn boxed_source<T: SourceConfig + serde::de::DeserializeOwned + 'static>(
@@ -55,6 +55,10 @@ pub fn source(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dy
         )),
         #[cfg(not(feature = "object-store"))]
         "files" => Lookup::NotBuilt(NotBuilt("object-store")),
+        #[cfg(feature = "kafka")]
+        "kafka" => Lookup::Found(boxed_source::<sluice_kafka::KafkaSourceConfig>(node, issues)),
+        #[cfg(not(feature = "kafka"))]
+        "kafka" => Lookup::NotBuilt(NotBuilt("kafka")),
         _ => Lookup::Unknown,
     }
 }
@@ -93,6 +97,10 @@ pub fn sink(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn 
         )),
         #[cfg(not(feature = "feature-store"))]
         "feature_store" => Lookup::NotBuilt(NotBuilt("feature-store")),
+        #[cfg(feature = "kafka")]
+        "kafka" => Lookup::Found(boxed_sink::<sluice_kafka::KafkaSinkConfig>(node, issues)),
+        #[cfg(not(feature = "kafka"))]
+        "kafka" => Lookup::NotBuilt(NotBuilt("kafka")),
         _ => Lookup::Unknown,
     }
 }

@@ -1,11 +1,19 @@
 //! A local path or URL, resolved to an object store and the prefix inside it.
+//!
+//! Local folders and `file://` URLs use the local file system. `s3://`, `gs://`
+//! and `az://` (also `abfs://`) build a cloud store from the environment first
+//! (`AWS_*`, `GOOGLE_*`, `AZURE_*`, and each cloud's standard credential chain),
+//! then from `storage_options` (object_store's keys, such as `endpoint`, `region`,
+//! `access_key_id`), so an S3-compatible server needs only an `endpoint`.
 
+use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, RetryConfig};
 use sluice_connector_sdk::{ConnectorError, Result};
 use url::Url;
 
@@ -14,18 +22,42 @@ use url::Url;
 pub struct Location {
     pub store: Arc<dyn ObjectStore>,
     pub prefix: Path,
-    /// The folder as a URL, ending in `/`, e.g. `file:///abs/out/`.
+    /// The URL that object paths are appended to, ending in `/`: the folder for a
+    /// local store (`file:///abs/out/`, paths relative to it), the bucket for a
+    /// cloud store (`s3://bucket/`, paths are whole keys).
     pub url: String,
+    /// A cloud store (versions are ETags; reads go over the network).
+    pub remote: bool,
+}
+
+/// How a cloud store is reached, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// object_store configuration keys and values.
+    pub options: BTreeMap<String, String>,
+    /// How long to keep retrying a failing request (object_store's retry timeout).
+    pub max_outage: Option<Duration>,
+}
+
+/// The cloud schemes this build understands.
+pub const CLOUD_SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "abfs", "abfss", "azure"];
+
+/// The scheme of `spec` when it is a URL other than `file://`.
+pub fn cloud_scheme(spec: &str) -> Option<&str> {
+    let (scheme, _) = spec.split_once("://")?;
+    (scheme != "file").then_some(scheme)
 }
 
 /// Resolve `spec` (a path relative to `base_dir`, an absolute path, or a URL).
 /// A local folder is created when `create` is set.
 pub fn resolve(spec: &str, base_dir: &FsPath, create: bool) -> Result<Location> {
-    if spec.contains("://") && !spec.starts_with("file://") {
-        let scheme = spec.split("://").next().unwrap_or_default();
-        return Err(ConnectorError::user(format!(
-            "`{spec}`: the {scheme}:// scheme is not built into this sluice; local paths and file:// URLs are"
-        )));
+    resolve_with(spec, base_dir, create, &StoreOptions::default())
+}
+
+/// [`resolve`], with options for a cloud store.
+pub fn resolve_with(spec: &str, base_dir: &FsPath, create: bool, opts: &StoreOptions) -> Result<Location> {
+    if cloud_scheme(spec).is_some() {
+        return cloud(spec, opts);
     }
     let path = match spec.strip_prefix("file://") {
         Some(p) => FsPath::new(p).to_path_buf(),
@@ -52,5 +84,94 @@ pub fn resolve(spec: &str, base_dir: &FsPath, create: bool) -> Result<Location> 
         store: Arc::new(store),
         prefix: Path::default(),
         url: url.to_string(),
+        remote: false,
+    })
+}
+
+/// Check a cloud URL and its options without connecting: every problem, as text.
+pub fn check_cloud(spec: &str, opts: &StoreOptions) -> Vec<String> {
+    match cloud(spec, opts) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+fn cloud(spec: &str, opts: &StoreOptions) -> Result<Location> {
+    let url = Url::parse(spec).map_err(|e| ConnectorError::user(format!("`{spec}` is not a URL: {e}")))?;
+    let scheme = url.scheme().to_string();
+    let Some(bucket) = url.host_str().filter(|h| !h.is_empty()).map(str::to_string) else {
+        return Err(ConnectorError::user(format!("`{spec}` names no bucket")));
+    };
+    let mut retry = RetryConfig::default();
+    if let Some(t) = opts.max_outage {
+        retry.retry_timeout = t;
+        retry.max_retries = retry.max_retries.max(100);
+    }
+    // A plain-HTTP endpoint (an S3-compatible server on the LAN, a test server)
+    // needs allow_http; saying `http://` is taken as asking for it.
+    let env_endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .any(|v| v.starts_with("http://"));
+    let http_endpoint = env_endpoint
+        || opts
+            .options
+            .iter()
+            .any(|(k, v)| k.contains("endpoint") && v.starts_with("http://"));
+    let unknown = |k: &str| {
+        ConnectorError::user(format!(
+            "storage option `{k}` is not known to the {scheme}:// store"
+        ))
+    };
+    let store: Arc<dyn ObjectStore> = match scheme.as_str() {
+        "s3" | "s3a" => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            let mut b = AmazonS3Builder::from_env().with_url(spec).with_retry(retry);
+            for (k, v) in &opts.options {
+                let key: AmazonS3ConfigKey = k.to_ascii_lowercase().parse().map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            if http_endpoint {
+                b = b.with_allow_http(true);
+            }
+            Arc::new(b.build()?)
+        }
+        "gs" => {
+            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_url(spec)
+                .with_retry(retry);
+            for (k, v) in &opts.options {
+                let key: GoogleConfigKey = k.to_ascii_lowercase().parse().map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            Arc::new(b.build()?)
+        }
+        "az" | "abfs" | "abfss" | "azure" => {
+            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(spec).with_retry(retry);
+            for (k, v) in &opts.options {
+                let key: AzureConfigKey = k.to_ascii_lowercase().parse().map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            if http_endpoint {
+                b = b.with_allow_http(true);
+            }
+            Arc::new(b.build()?)
+        }
+        other => {
+            return Err(ConnectorError::user(format!(
+                "`{spec}`: the {other}:// scheme is not supported; use a local path, file://, or one of {}",
+                CLOUD_SCHEMES.join("://, ")
+            )))
+        }
+    };
+    let prefix = Path::parse(url.path().trim_matches('/'))
+        .map_err(|e| ConnectorError::user(format!("`{spec}`: bad path: {e}")))?;
+    Ok(Location {
+        store,
+        prefix,
+        url: format!("{scheme}://{bucket}/"),
+        remote: true,
     })
 }

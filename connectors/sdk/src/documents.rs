@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, LargeBinaryBuilder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
 
 pub const DOC_ID: &str = "doc_id";
 pub const VERSION: &str = "version";
@@ -33,4 +35,59 @@ pub fn schema() -> SchemaRef {
         ),
         Field::new(METADATA, DataType::Utf8, true),
     ]))
+}
+
+/// One row of a `documents` batch, as a source builds it. `content: None` makes
+/// a `delete` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocumentRow {
+    pub doc_id: String,
+    pub version: String,
+    pub content: Option<Vec<u8>>,
+    pub content_type: Option<String>,
+    /// Microseconds since the epoch, UTC.
+    pub modified_at: Option<i64>,
+    /// A JSON object.
+    pub metadata: Option<String>,
+}
+
+impl DocumentRow {
+    /// A row that removes every row of `doc_id`.
+    pub fn delete(doc_id: String, version: String) -> Self {
+        DocumentRow {
+            doc_id,
+            version,
+            ..Default::default()
+        }
+    }
+}
+
+/// The `documents` batch of `rows`.
+pub fn to_batch(rows: &[DocumentRow]) -> crate::Result<RecordBatch> {
+    let mut doc_id = StringBuilder::new();
+    let mut version = StringBuilder::new();
+    let mut op = StringBuilder::new();
+    let mut content = LargeBinaryBuilder::new();
+    let mut ctype = StringBuilder::new();
+    let mut modified = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut metadata = StringBuilder::new();
+    for r in rows {
+        doc_id.append_value(&r.doc_id);
+        version.append_value(&r.version);
+        op.append_value(if r.content.is_some() { OP_UPSERT } else { OP_DELETE });
+        content.append_option(r.content.as_deref());
+        ctype.append_option(r.content_type.as_deref());
+        modified.append_option(r.modified_at);
+        metadata.append_option(r.metadata.as_deref());
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(doc_id.finish()),
+        Arc::new(version.finish()),
+        Arc::new(op.finish()),
+        Arc::new(content.finish()),
+        Arc::new(ctype.finish()),
+        Arc::new(modified.finish()),
+        Arc::new(metadata.finish()),
+    ];
+    Ok(RecordBatch::try_new(schema(), columns)?)
 }

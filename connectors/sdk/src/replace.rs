@@ -45,7 +45,21 @@ struct Run<'a> {
     deleted: bool,
 }
 
+/// The rows a replacing sink inserts for an epoch (deletes only remove), and the
+/// doc_ids whose old rows it removes first.
 pub fn epoch_rows(pending: &[RecordBatch], doc_column: &str) -> Result<EpochRows> {
+    last_runs(pending, doc_column, false)
+}
+
+/// What an epoch leaves of each document: its last run of rows, a `delete` row
+/// included, in arrival order. A change log (the Parquet sink) writes these, so
+/// that a document changed or deleted twice within one epoch (Kafka can do that)
+/// has one outcome per epoch.
+pub fn epoch_net(pending: &[RecordBatch], doc_column: &str) -> Result<Vec<RecordBatch>> {
+    Ok(last_runs(pending, doc_column, true)?.batches)
+}
+
+fn last_runs(pending: &[RecordBatch], doc_column: &str, keep_deletes: bool) -> Result<EpochRows> {
     let columns = pending
         .iter()
         .map(|b| {
@@ -93,7 +107,7 @@ pub fn epoch_rows(pending: &[RecordBatch], doc_column: &str) -> Result<EpochRows
             .map(|(r, (d, op))| {
                 Some(
                     d.and_then(|d| runs.get(d)).is_some_and(|run| (i, r) >= run.start)
-                        && *op != Some(OP_DELETE),
+                        && (keep_deletes || *op != Some(OP_DELETE)),
                 )
             })
             .collect();
@@ -173,5 +187,32 @@ mod tests {
         let rows = epoch_rows(&[one, two, three], "doc_id").unwrap();
         assert_eq!(rows.doc_ids, vec!["a", "b", "c"]);
         assert_eq!(chunks(&rows), vec!["a-v2-0", "a-v2-1", "b-v2", "c-v1-again"]);
+    }
+
+    /// Regression: a Kafka topic can carry a document and its tombstone in one
+    /// epoch; the change log showed the document as present.
+    #[test]
+    fn the_net_of_an_epoch_keeps_the_last_run_and_its_delete() {
+        let one = versioned(&[("a", "p0@1", "upsert", "a-1"), ("b", "p0@2", "upsert", "b-2")]);
+        let two = versioned(&[
+            ("a", "p0@3", "delete", ""),
+            ("b", "p0@4", "upsert", "b-4"),
+            ("c", "p0@5", "delete", ""),
+        ]);
+        let net = epoch_net(&[one, two], "doc_id").unwrap();
+        let rows: Vec<(String, String)> = net
+            .iter()
+            .flat_map(|b| {
+                let docs = b.column(0).as_string::<i32>().clone();
+                let ops = b.column(2).as_string::<i32>().clone();
+                (0..b.num_rows())
+                    .map(move |r| (docs.value(r).to_string(), ops.value(r).to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [("a", "delete"), ("b", "upsert"), ("c", "delete")].map(|(d, o)| (d.to_string(), o.to_string()))
+        );
     }
 }

@@ -72,10 +72,13 @@ pub trait Source: Send {
     /// source waits (cancel-safely) until it has data.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
 
-    /// The position covering every batch returned so far; stored with the epoch.
-    fn snapshot(&mut self) -> Result<serde_json::Value>;
+    /// The position covering every batch returned so far; stored as `epoch`'s
+    /// checkpoint. Called once per epoch, in epoch order.
+    fn snapshot(&mut self, epoch: Epoch) -> Result<serde_json::Value>;
 
-    /// The checkpoint of `epoch` is durable (Kafka commits offsets here).
+    /// The checkpoint of `epoch` (and of every epoch before it) is durable: Kafka
+    /// commits the offsets of `epoch`'s snapshot here. Called after the last
+    /// epoch too, once the pipeline has ended.
     async fn committed(&mut self, epoch: Epoch) -> Result<()> {
         let _ = epoch;
         Ok(())

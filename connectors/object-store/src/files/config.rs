@@ -1,5 +1,6 @@
 //! Configuration of the `files` source.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -10,18 +11,26 @@ use sluice_connector_sdk::{
 };
 
 use super::FilesSource;
+use crate::location::{check_cloud, cloud_scheme, resolve_with, StoreOptions};
 
 /// ```yaml
 /// source:
 ///   type: files
-///   path: ./data            # folder, relative to the pipeline file, or file:// URL
+///   path: ./data            # folder, relative to the pipeline file, a file:// URL,
+///                           # or s3://bucket/prefix, gs://bucket/prefix, az://container/prefix
 ///   include: ["**/*.md"]    # globs on the path inside the folder; default: everything
 ///   exclude: ["drafts/**"]
 ///   max_file_size: 20MB     # larger files go to the dead-letter store
 ///   watch: false            # true: list again every poll_interval, forever
 ///   poll_interval: 2s
 ///   batch_size: 16          # documents per batch
+///   read_concurrency: 8     # objects read at once
+///   storage_options:        # cloud stores: object_store keys, over the AWS_*/GOOGLE_*/AZURE_* env
+///     endpoint: http://127.0.0.1:9000
+///   max_outage: 60s         # cloud stores: how long to retry a failing request
 /// ```
+///
+/// On a cloud store the version is the ETag; locally it is mtime and size.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FilesSourceConfig {
     pub path: String,
@@ -37,6 +46,12 @@ pub struct FilesSourceConfig {
     pub poll_interval: HumanDuration,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    #[serde(default = "default_read_concurrency")]
+    pub read_concurrency: usize,
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+    #[serde(default = "default_max_outage")]
+    pub max_outage: HumanDuration,
 }
 
 fn default_max_file_size() -> ByteSize {
@@ -47,6 +62,21 @@ fn default_poll_interval() -> HumanDuration {
 }
 fn default_batch_size() -> usize {
     16
+}
+fn default_read_concurrency() -> usize {
+    8
+}
+fn default_max_outage() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+impl FilesSourceConfig {
+    fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            options: self.storage_options.clone(),
+            max_outage: Some(self.max_outage.0),
+        }
+    }
 }
 
 pub(super) fn glob_set(patterns: &[String]) -> std::result::Result<GlobSet, globset::Error> {
@@ -87,18 +117,29 @@ impl SourceConfig for FilesSourceConfig {
         if self.max_file_size.0 == 0 {
             issues.push(ConfigIssue::new(Some("max_file_size"), "must be more than 0"));
         }
-        if self.path.contains("://") && !self.path.starts_with("file://") {
-            issues.push(
-                ConfigIssue::new(
-                    Some("path"),
-                    format!(
-                        "`{}`: only local folders and file:// URLs are built in",
-                        self.path
+        if self.read_concurrency == 0 {
+            issues.push(ConfigIssue::new(Some("read_concurrency"), "must be at least 1"));
+        }
+        if cloud_scheme(&self.path).is_some() {
+            for e in check_cloud(&self.path, &self.store_options()) {
+                let key = if e.contains("storage option") {
+                    "storage_options"
+                } else {
+                    "path"
+                };
+                issues.push(
+                    ConfigIssue::new(Some(key), e).with_hint(
+                        "credentials come from AWS_*/GOOGLE_*/AZURE_* variables or storage_options",
                     ),
-                )
-                .with_hint("object-store URLs such as s3:// arrive with the S3 connector"),
-            );
+                );
+            }
         } else {
+            if !self.storage_options.is_empty() {
+                issues.push(ConfigIssue::new(
+                    Some("storage_options"),
+                    "storage_options apply to s3://, gs:// and az:// paths only",
+                ));
+            }
             let local = self.path.strip_prefix("file://").unwrap_or(&self.path);
             let folder = ctx.resolve(local);
             if !folder.is_dir() {
@@ -117,7 +158,7 @@ impl SourceConfig for FilesSourceConfig {
     }
 
     fn build(&self, ctx: &SourceContext) -> Result<Box<dyn Source>> {
-        let location = crate::location::resolve(&self.path, &ctx.base_dir, false)?;
+        let location = resolve_with(&self.path, &ctx.base_dir, false, &self.store_options())?;
         let include = glob_set(&self.include).map_err(|e| ConnectorError::user(e.to_string()))?;
         let exclude = glob_set(&self.exclude).map_err(|e| ConnectorError::user(e.to_string()))?;
         Ok(Box::new(FilesSource::new(

@@ -1,14 +1,12 @@
 //! The running `files` source.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, LargeBinaryBuilder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::record_batch::RecordBatch;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use globset::GlobSet;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
-use sluice_connector_sdk::documents::{self, OP_DELETE, OP_UPSERT};
+use sluice_connector_sdk::documents::{self, DocumentRow};
 use sluice_connector_sdk::{
     ByteSize, ConnectorError, DeadLetter, Result, Source, SourceContext, SourceProgress,
 };
@@ -21,16 +19,6 @@ use crate::location::Location;
 enum Pending {
     Upsert(ObjectMeta),
     Delete { doc_id: String, version: String },
-}
-
-/// One row of the `documents` batch being built.
-struct Row {
-    doc_id: String,
-    version: String,
-    content: Option<Vec<u8>>,
-    content_type: Option<&'static str>,
-    modified_at: Option<i64>,
-    metadata: Option<String>,
 }
 
 /// Lists a folder, diffs it against the manifest and emits `documents` batches.
@@ -71,8 +59,13 @@ impl FilesSource {
         format!("{}{}", self.location.url, meta.location)
     }
 
-    fn version(meta: &ObjectMeta) -> String {
-        format!("{}-{}", meta.last_modified.timestamp_micros(), meta.size)
+    /// The ETag on a cloud store (it changes on every overwrite); mtime and size
+    /// on a local one.
+    fn version(&self, meta: &ObjectMeta) -> String {
+        match (&meta.e_tag, self.location.remote) {
+            (Some(tag), true) => tag.trim_matches('"').to_string(),
+            _ => format!("{}-{}", meta.last_modified.timestamp_micros(), meta.size),
+        }
     }
 
     fn relative<'a>(&self, meta: &'a ObjectMeta) -> &'a str {
@@ -90,12 +83,18 @@ impl FilesSource {
     /// queue changes only after the listing completed.
     async fn list_and_enqueue(&mut self) -> Result<()> {
         let prefix = (!self.location.prefix.as_ref().is_empty()).then_some(&self.location.prefix);
+        let started = std::time::Instant::now();
         let mut metas: Vec<ObjectMeta> = self.location.store.list(prefix).try_collect().await?;
+        tracing::debug!(
+            objects = metas.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "listed"
+        );
         metas.retain(|m| self.selected(m));
         metas.sort_by(|a, b| a.location.cmp(&b.location));
         let listing = metas
             .into_iter()
-            .map(|m| (self.doc_id(&m), Self::version(&m), m))
+            .map(|m| (self.doc_id(&m), self.version(&m), m))
             .collect();
         let diff = self.manifest.diff(listing);
         for meta in diff.upserts {
@@ -110,23 +109,46 @@ impl FilesSource {
         Ok(())
     }
 
-    /// Read the head of the queue into rows. Returns rows and dead letters; the
-    /// queue and the manifest are untouched, so a dropped future loses nothing.
-    async fn read_front(&self, n: usize) -> (Vec<Row>, Vec<DeadLetter>) {
+    /// Read the head of the queue into rows, up to `read_concurrency` objects at
+    /// a time. Returns rows and dead letters; the queue and the manifest are
+    /// untouched, so a dropped future loses nothing. A cloud store's failure that
+    /// outlasted its retries is an error: the run stops and the next one resumes.
+    async fn read_front(&self, n: usize) -> Result<(Vec<DocumentRow>, Vec<DeadLetter>)> {
         let max = self.config.max_file_size;
+        // Owned paths and store: the futures must not borrow `self` (async_trait).
+        let wanted: Vec<Option<object_store::path::Path>> = (self.pending.iter().take(n))
+            .map(|item| match item {
+                Pending::Upsert(meta) if meta.size <= max.0 => Some(meta.location.clone()),
+                _ => None,
+            })
+            .collect();
+        let store = self.location.store.clone();
+        let reads = wanted.into_iter().map(move |path| {
+            let store = store.clone();
+            async move {
+                match path {
+                    Some(path) => Some(read(&*store, &path).await),
+                    None => None,
+                }
+            }
+        });
+        let results: Vec<_> = futures::stream::iter(reads)
+            .buffered(self.config.read_concurrency.max(1))
+            .collect()
+            .await;
         let mut rows = Vec::with_capacity(n);
         let mut letters = Vec::new();
-        for item in self.pending.iter().take(n) {
+        for (item, result) in self.pending.iter().zip(results) {
             let meta = match item {
                 Pending::Delete { doc_id, version } => {
-                    rows.push(Row::delete(doc_id.clone(), version.clone()));
+                    rows.push(DocumentRow::delete(doc_id.clone(), version.clone()));
                     continue;
                 }
                 Pending::Upsert(meta) => meta,
             };
             let doc_id = self.doc_id(meta);
-            let version = Self::version(meta);
-            if meta.size > max.0 {
+            let version = self.version(meta);
+            let Some(result) = result else {
                 letters.push(DeadLetter {
                     doc_id,
                     version,
@@ -134,13 +156,18 @@ impl FilesSource {
                     error: format!("file is {}, over max_file_size {}", ByteSize(meta.size), max),
                 });
                 continue;
-            }
-            match read(&*self.location.store, meta).await {
+            };
+            match result {
                 Ok(content) => {
                     let rel = self.relative(meta);
-                    let metadata = serde_json::json!({ "path": rel, "size": meta.size });
-                    rows.push(Row {
-                        content_type: Some(content_type(rel, &content[..content.len().min(512)])),
+                    let metadata = match &meta.e_tag {
+                        Some(tag) if self.location.remote => {
+                            serde_json::json!({ "path": rel, "size": meta.size, "etag": tag.trim_matches('"') })
+                        }
+                        _ => serde_json::json!({ "path": rel, "size": meta.size }),
+                    };
+                    rows.push(DocumentRow {
+                        content_type: Some(content_type(rel, &content[..content.len().min(512)]).to_string()),
                         doc_id,
                         version,
                         content: Some(content),
@@ -151,8 +178,11 @@ impl FilesSource {
                 Err(object_store::Error::NotFound { .. }) => {
                     // Vanished between listing and reading: a delete if we ever emitted it.
                     if let Some(v) = self.manifest.versions.get(&doc_id) {
-                        rows.push(Row::delete(doc_id, v.clone()));
+                        rows.push(DocumentRow::delete(doc_id, v.clone()));
                     }
+                }
+                Err(e) if self.location.remote && !is_refusal(&e) => {
+                    return Err(ConnectorError::external(format!("reading {doc_id}")).with_source(e));
                 }
                 Err(e) => letters.push(DeadLetter {
                     doc_id,
@@ -162,54 +192,20 @@ impl FilesSource {
                 }),
             }
         }
-        (rows, letters)
+        Ok((rows, letters))
     }
 }
 
-async fn read(store: &dyn ObjectStore, meta: &ObjectMeta) -> object_store::Result<Vec<u8>> {
-    Ok(store.get(&meta.location).await?.bytes().await?.to_vec())
+/// An error about this object alone (no access to it), not about the store.
+fn is_refusal(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    )
 }
 
-impl Row {
-    fn delete(doc_id: String, version: String) -> Self {
-        Row {
-            doc_id,
-            version,
-            content: None,
-            content_type: None,
-            modified_at: None,
-            metadata: None,
-        }
-    }
-}
-
-fn to_batch(rows: &[Row]) -> Result<RecordBatch> {
-    let mut doc_id = StringBuilder::new();
-    let mut version = StringBuilder::new();
-    let mut op = StringBuilder::new();
-    let mut content = LargeBinaryBuilder::new();
-    let mut ctype = StringBuilder::new();
-    let mut modified = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let mut metadata = StringBuilder::new();
-    for r in rows {
-        doc_id.append_value(&r.doc_id);
-        version.append_value(&r.version);
-        op.append_value(if r.content.is_some() { OP_UPSERT } else { OP_DELETE });
-        content.append_option(r.content.as_deref());
-        ctype.append_option(r.content_type);
-        modified.append_option(r.modified_at);
-        metadata.append_option(r.metadata.as_deref());
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(doc_id.finish()),
-        Arc::new(version.finish()),
-        Arc::new(op.finish()),
-        Arc::new(content.finish()),
-        Arc::new(ctype.finish()),
-        Arc::new(modified.finish()),
-        Arc::new(metadata.finish()),
-    ];
-    Ok(RecordBatch::try_new(documents::schema(), columns)?)
+async fn read(store: &dyn ObjectStore, path: &object_store::path::Path) -> object_store::Result<Vec<u8>> {
+    Ok(store.get(path).await?.bytes().await?.to_vec())
 }
 
 #[async_trait::async_trait]
@@ -237,15 +233,16 @@ impl Source for FilesSource {
                 continue;
             }
             let n = self.config.batch_size.min(self.pending.len());
-            let (rows, letters) = self.read_front(n).await;
+            let (rows, letters) = self.read_front(n).await?;
             // Past the last await: commit the step to the queue and the manifest.
-            for item in self.pending.drain(..n) {
+            let done: Vec<Pending> = self.pending.drain(..n).collect();
+            for item in done {
                 self.progress.items_done += 1;
                 match item {
                     Pending::Upsert(meta) => {
                         self.progress.bytes_done += meta.size;
-                        let id = format!("{}{}", self.location.url, meta.location);
-                        self.manifest.versions.insert(id, Self::version(&meta));
+                        let version = self.version(&meta);
+                        self.manifest.versions.insert(self.doc_id(&meta), version);
                     }
                     Pending::Delete { doc_id, .. } => {
                         self.manifest.versions.remove(&doc_id);
@@ -261,11 +258,11 @@ impl Source for FilesSource {
             if rows.is_empty() {
                 continue;
             }
-            return to_batch(&rows).map(Some);
+            return documents::to_batch(&rows).map(Some);
         }
     }
 
-    fn snapshot(&mut self) -> Result<serde_json::Value> {
+    fn snapshot(&mut self, _epoch: sluice_connector_sdk::Epoch) -> Result<serde_json::Value> {
         serde_json::to_value(&self.manifest)
             .map_err(|e| ConnectorError::internal("manifest does not encode").with_source(e))
     }

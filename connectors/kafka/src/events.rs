@@ -1,0 +1,128 @@
+//! Object-store event messages: S3 event notifications (`Records[].s3`) and
+//! `{"url": "s3://bucket/key"}`.
+
+use serde::Deserialize;
+
+/// What one event asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectEvent {
+    /// Fetch the object at this URL (`s3://bucket/key`) and ingest it.
+    Upsert { url: String },
+    /// The object is gone: delete the document.
+    Delete { url: String },
+}
+
+#[derive(Deserialize)]
+struct Notification {
+    #[serde(rename = "Records")]
+    records: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(rename = "eventName", default)]
+    event_name: String,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: Bucket,
+    object: Object,
+}
+
+#[derive(Deserialize)]
+struct Bucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Object {
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct UrlEvent {
+    url: String,
+}
+
+/// Decode one message value into its events. Errors are for the dead-letter
+/// store: they say what is wrong with the message.
+pub fn decode_event(value: &[u8]) -> Result<Vec<ObjectEvent>, String> {
+    let json: serde_json::Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
+    if json.get("Records").is_some() {
+        let n: Notification =
+            serde_json::from_value(json).map_err(|e| format!("not an S3 event notification: {e}"))?;
+        return n
+            .records
+            .into_iter()
+            .map(|r| {
+                let url = format!("s3://{}/{}", r.s3.bucket.name, decode_key(&r.s3.object.key)?);
+                Ok(if r.event_name.starts_with("ObjectRemoved") {
+                    ObjectEvent::Delete { url }
+                } else {
+                    ObjectEvent::Upsert { url }
+                })
+            })
+            .collect();
+    }
+    if json.get("url").is_some() {
+        let e: UrlEvent = serde_json::from_value(json).map_err(|e| format!("`url` must be a string: {e}"))?;
+        if !e.url.contains("://") {
+            return Err(format!("`{}` is not a URL like s3://bucket/key", e.url));
+        }
+        return Ok(vec![ObjectEvent::Upsert { url: e.url }]);
+    }
+    Err("neither an S3 event notification (`Records`) nor `{\"url\": ...}`".into())
+}
+
+/// S3 notifications URL-encode keys, with `+` for a space.
+fn decode_key(key: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(&key.replace('+', " "))
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| format!("object key `{key}` is not UTF-8 once decoded"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_notifications_become_upserts_and_deletes() {
+        let msg = br#"{"Records": [
+            {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": "docs/a+b%2Bc.md", "eTag": "x"}}},
+            {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "b"}, "object": {"key": "old.txt"}}}
+        ]}"#;
+        assert_eq!(
+            decode_event(msg).unwrap(),
+            vec![
+                ObjectEvent::Upsert {
+                    url: "s3://b/docs/a b+c.md".into()
+                },
+                ObjectEvent::Delete {
+                    url: "s3://b/old.txt".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn url_events_and_bad_messages() {
+        assert_eq!(
+            decode_event(br#"{"url": "s3://b/k.txt"}"#).unwrap(),
+            vec![ObjectEvent::Upsert {
+                url: "s3://b/k.txt".into()
+            }]
+        );
+        assert!(decode_event(b"{oops").unwrap_err().starts_with("not JSON"));
+        assert!(decode_event(br#"{"url": 3}"#)
+            .unwrap_err()
+            .contains("must be a string"));
+        assert!(decode_event(br#"{"url": "k.txt"}"#)
+            .unwrap_err()
+            .contains("not a URL"));
+        assert!(decode_event(br#"{"other": 1}"#).unwrap_err().contains("neither"));
+        assert!(decode_event(br#"{"Records": [{"s3": {}}]}"#).is_err());
+    }
+}

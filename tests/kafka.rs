@@ -1,0 +1,356 @@
+//! The `kafka` source and sink against a real Kafka-protocol broker (tansu):
+//! documents with tombstones, offsets committed only after the sinks, object
+//! events fetched from S3 (moto), bad messages in the dead-letter store, and the
+//! JSON sink read back with a Kafka client.
+
+mod util;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use util::{committed, consume, kafka_tool, produce, services, unique, Workspace};
+
+/// `N documents` from the run summary.
+fn documents(summary: &str) -> u64 {
+    let head = summary.split(" documents").next().unwrap();
+    head.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+fn doc(key: &str, value: Option<&str>) -> Value {
+    json!({"key": key, "value": value, "headers": {"origin": "test", "content-type": "text/plain"}})
+}
+
+#[test]
+fn documents_upsert_and_tombstones_delete_and_offsets_follow_the_sinks() {
+    let brokers = services().kafka;
+    let topic = unique("docs");
+    let group = unique("group");
+    let out_topic = unique("chunks_out");
+    kafka_tool(&brokers, &["create", &topic, "3"], "");
+    kafka_tool(&brokers, &["create", &out_topic, "2"], "");
+    let mut messages: Vec<Value> = (0..30)
+        .map(|i| {
+            doc(
+                &format!("doc-{i:02}"),
+                Some(&format!("Document {i}. It talks about topic {i}.")),
+            )
+        })
+        .collect();
+    // Tombstones for 5, new versions of 3.
+    messages.extend((0..5).map(|i| doc(&format!("doc-{i:02}"), None)));
+    messages.extend((10..13).map(|i| doc(&format!("doc-{i:02}"), Some("Rewritten."))));
+    produce(&brokers, &topic, &messages);
+
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        format!(
+            r#"name: kafka-docs
+source:
+  type: kafka
+  brokers: "{brokers}"
+  topics: [{topic}]
+  group_id: {group}
+  stop_at_end: true
+stages:
+  - {{name: parse, type: parse, tap: true}}
+  - {{name: chunks, type: chunk, max_tokens: 64, overlap_tokens: 0}}
+sinks:
+  - {{name: out, type: parquet, path: ./out}}
+  # One record per producer batch: tansu mishandles multi-record batches (services.md).
+  - {{name: downstream, type: kafka, brokers: "{brokers}", topic: {out_topic}, options: {{batch.num.messages: "1", linger.ms: "0"}}}}
+"#
+        ),
+    );
+    ws.ok(&["validate", "p.yaml"]);
+    let first = ws.ok(&["run", "p.yaml"]);
+    assert_eq!(documents(&first), messages.len() as u64, "{first}");
+    let q = |sql: &str| ws.count("p.yaml", sql);
+    assert_eq!(q("SELECT count(DISTINCT doc_id) FROM out"), 25);
+    assert_eq!(
+        q("SELECT count(*) FROM out WHERE doc_id IN ('doc-00', 'doc-04')"),
+        0
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM out WHERE doc_id = 'doc-11' AND text = 'Rewritten.'"),
+        1
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM out WHERE doc_id = 'doc-20' AND text LIKE 'Document 20.%'"),
+        1
+    );
+    // Headers become metadata, with the message's coordinates.
+    let meta = ws.query("p.yaml", "SELECT metadata FROM out WHERE doc_id = 'doc-20'");
+    let meta: Value = serde_json::from_str(meta[0]["metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(meta["origin"], "test");
+    assert_eq!(meta["kafka_topic"], topic.as_str());
+    // Every message was committed to the group, and only after the run's sinks.
+    let offsets = committed(&brokers, &group, &topic);
+    assert_eq!(offsets.iter().sum::<i64>(), messages.len() as i64, "{offsets:?}");
+
+    // The sink: one JSON message per chunk row, keyed by chunk_id, and the deletes
+    // keyed by doc_id.
+    let produced = consume(&brokers, &out_topic);
+    let keys: std::collections::HashSet<&str> = produced.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    let current = ws.query("p.yaml", "SELECT chunk_id FROM out");
+    assert!(current.len() >= 25);
+    for row in &current {
+        assert!(
+            keys.contains(row["chunk_id"].as_str().unwrap()),
+            "{row} was not produced"
+        );
+    }
+    let first_chunk = &produced
+        .iter()
+        .find(|m| m["value"].as_str().unwrap().contains("Document 25."))
+        .unwrap();
+    let value: Value = serde_json::from_str(first_chunk["value"].as_str().unwrap()).unwrap();
+    assert_eq!(first_chunk["key"], value["chunk_id"]);
+    assert_eq!(value["doc_id"], "doc-25");
+    let deletes = produced
+        .iter()
+        .filter(|m| m["value"].as_str().unwrap().contains(r#""op":"delete""#))
+        .count();
+    assert_eq!(deletes, 5);
+
+    // A second run reads only what arrived since.
+    produce(
+        &brokers,
+        &topic,
+        &[doc("doc-40", Some("Late arrival.")), doc("doc-20", None)],
+    );
+    let second = ws.ok(&["run", "p.yaml"]);
+    assert_eq!(documents(&second), 2, "{second}");
+    assert_eq!(q("SELECT count(DISTINCT doc_id) FROM out"), 25);
+    assert_eq!(q("SELECT count(*) FROM out WHERE doc_id = 'doc-40'"), 1);
+}
+
+#[test]
+fn object_events_fetch_from_s3_and_bad_messages_are_dead_lettered() {
+    let svc = services();
+    let (brokers, s3) = (svc.kafka, svc.s3);
+    let bucket = unique("events").replace('_', "-");
+    util::create_bucket(&s3, &bucket);
+    let put = |key: &str, body: &str| {
+        let script = format!(
+            "import boto3; boto3.client('s3', endpoint_url='{s3}', aws_access_key_id='t', \
+             aws_secret_access_key='t', region_name='us-east-1').put_object(Bucket='{bucket}', Key='{key}', Body=b'{body}')"
+        );
+        assert!(Command::new("python3")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success());
+    };
+    put("in/a file.md", "# A\\n\\nFirst object.");
+    put("in/b.txt", "Second object.");
+    put("in/c.txt", "Third object.");
+    let topic = unique("events");
+    kafka_tool(&brokers, &["create", &topic, "1"], "");
+    let notification = |event: &str, key: &str| {
+        json!({"Records": [{"eventName": event, "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]})
+            .to_string()
+    };
+    let events = [
+        json!({"key": null, "value": notification("ObjectCreated:Put", "in/a+file.md")}),
+        json!({"key": null, "value": notification("ObjectCreated:Put", "in/b.txt")}),
+        json!({"key": null, "value": json!({"url": format!("s3://{bucket}/in/c.txt")}).to_string()}),
+        json!({"key": null, "value": "{not json"}),
+        json!({"key": null, "value": json!({"url": format!("s3://{bucket}/in/missing.txt")}).to_string()}),
+        json!({"key": null, "value": notification("ObjectRemoved:Delete", "in/b.txt")}),
+    ];
+    produce(&brokers, &topic, &events);
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        format!(
+            r#"name: kafka-events
+source:
+  type: kafka
+  brokers: "{brokers}"
+  topics: [{topic}]
+  group_id: {group}
+  mode: object_events
+  stop_at_end: true
+  storage_options: {{endpoint: "{s3}", region: us-east-1, access_key_id: t, secret_access_key: t}}
+stages:
+  - {{name: parse, type: parse, tap: true}}
+  - {{name: chunks, type: chunk, max_tokens: 64, overlap_tokens: 0}}
+sinks:
+  - {{name: out, type: parquet, path: ./out}}
+"#,
+            group = unique("g"),
+        ),
+    );
+    ws.ok(&["validate", "p.yaml"]);
+    let summary = ws.ok(&["run", "p.yaml"]);
+    assert!(summary.contains("2 dead letters"), "{summary}");
+    let docs = ws.query("p.yaml", "SELECT doc_id, text FROM out ORDER BY doc_id");
+    let ids: Vec<&str> = docs.iter().map(|r| r["doc_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            format!("s3://{bucket}/in/a file.md"),
+            format!("s3://{bucket}/in/c.txt")
+        ],
+        "b.txt was created, then deleted"
+    );
+    assert!(docs[0]["text"].as_str().unwrap().contains("First object."));
+    let letters = ws.query("p.yaml", "SELECT doc_id, error FROM dead_letters ORDER BY error");
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let errors: Vec<&str> = letters.iter().map(|r| r["error"].as_str().unwrap()).collect();
+    assert!(errors[0].starts_with("bad object event: not JSON"), "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("topic {topic} partition 0 offset 3")),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("in/missing.txt not found"), "{errors:?}");
+    assert!(errors[1].contains("offset 4"), "{errors:?}");
+}
+
+#[test]
+fn a_bad_kafka_config_reports_every_error() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        "name: bad\nsource:\n  type: kafka\n  brokers: 127.0.0.1:1\n  topics: []\n  group_id: g\n  start: middle\n  options: {no.such.property: x}\nsinks:\n  - {name: out, type: kafka, brokers: 127.0.0.1:1, topic: t, key: nope}\n",
+    );
+    let out = ws.sluice(&["validate", "p.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "p.yaml:5:",
+        "name at least one topic",
+        "p.yaml:7:",
+        "use earliest or latest",
+        "p.yaml:8:",
+        "no.such.property",
+        "no column `nope`",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}
+
+/// The checkpointed epoch and Kafka offsets (by partition), if a checkpoint exists.
+fn checkpoint(ws: &Workspace) -> Option<(u64, Vec<i64>)> {
+    let text = std::fs::read_to_string(ws.path(".sluice/checkpoint.json")).ok()?;
+    let cp: Value = serde_json::from_str(&text).ok()?;
+    // A partition the process has not emitted from since it was (re)assigned is
+    // absent: -1.
+    let mut offsets = vec![-1; 3];
+    for o in cp["source"]["offsets"].as_array().unwrap() {
+        offsets[o["partition"].as_u64().unwrap() as usize] = o["offset"].as_i64().unwrap();
+    }
+    Some((cp["epoch"].as_u64().unwrap(), offsets))
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_is_exact_and_offsets_never_lead_the_sinks() {
+    let brokers = services().kafka;
+    let topic = unique("crash");
+    let group = unique("g");
+    kafka_tool(&brokers, &["create", &topic, "3"], "");
+    let n = 1_200;
+    // Document i is at offset i / 3 of partition i % 3.
+    let messages: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"key": format!("doc-{i:05}"), "partition": i % 3,
+                   "value": format!("Document {i}. {}", "Some words to chunk. ".repeat(12))})
+        })
+        .collect();
+    produce(&brokers, &topic, &messages);
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        format!(
+            r#"name: crash
+checkpoint: {{interval: 200ms}}
+source:
+  type: kafka
+  brokers: "{brokers}"
+  topics: [{topic}]
+  group_id: {group}
+  stop_at_end: true
+  batch_size: 8
+  # tansu waits for a killed member up to its rebalance timeout (max.poll.interval.ms)
+  options: {{max.poll.interval.ms: "12000", session.timeout.ms: "6000"}}
+stages:
+  - {{name: parse, type: parse}}
+  - {{name: chunks, type: chunk, max_tokens: 24, overlap_tokens: 0}}
+sinks:
+  - {{name: out, type: parquet, path: ./out}}
+"#
+        ),
+    );
+    let mut kills = 0;
+    let mut last_epoch = 0;
+    while kills < 4 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--no-progress", "p.yaml"])
+            .current_dir(ws.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill just after the next checkpoint lands, mid-stream.
+        let started = std::time::Instant::now();
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "run exited with {status}");
+                break true;
+            }
+            if checkpoint(&ws).is_some_and(|(e, _)| e > last_epoch) {
+                std::thread::sleep(std::time::Duration::from_millis(30 * kills as u64));
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break false;
+            }
+            assert!(started.elapsed().as_secs() < 120, "no checkpoint in 2 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        if finished {
+            break;
+        }
+        kills += 1;
+        let (epoch, checkpointed) = checkpoint(&ws).unwrap();
+        last_epoch = epoch;
+        let group_offsets = committed(&brokers, &group, &topic);
+        for p in 0..3 {
+            // -1001: nothing committed yet.
+            let c = group_offsets[p].max(0);
+            assert!(
+                checkpointed[p] < 0 || c <= checkpointed[p],
+                "partition {p}: committed {c} is ahead of the checkpoint {}",
+                checkpointed[p]
+            );
+            // Everything below the committed offset is in the sink.
+            let below: Vec<String> = (0..c).map(|o| format!("'doc-{:05}'", o * 3 + p as i64)).collect();
+            if !below.is_empty() {
+                let held = ws.count(
+                    "p.yaml",
+                    &format!(
+                        "SELECT count(DISTINCT doc_id) FROM out WHERE doc_id IN ({})",
+                        below.join(",")
+                    ),
+                );
+                assert_eq!(
+                    held, c as u64,
+                    "partition {p}: committed {c} but the sink holds {held}"
+                );
+            }
+        }
+    }
+    assert!(
+        kills >= 2,
+        "the runs finished before they could be killed ({kills} kills)"
+    );
+    ws.ok(&["run", "--no-progress", "p.yaml"]);
+    let q = |sql: &str| ws.count("p.yaml", sql);
+    assert_eq!(q("SELECT count(DISTINCT doc_id) FROM out"), n as u64);
+    // Exactly once in the change log: no chunk row was written twice.
+    let rows = q("SELECT count(*) FROM out_log");
+    assert_eq!(rows, q("SELECT count(DISTINCT chunk_id) FROM out_log"));
+    assert_eq!(rows, q("SELECT count(*) FROM out"));
+    assert_eq!(committed(&brokers, &group, &topic).iter().sum::<i64>(), n as i64);
+}
