@@ -60,7 +60,7 @@ def main():
 source: {{type: kafka, brokers: "{brokers}", topics: [{topic}], group_id: g_{tag}, stop_at_end: true, batch_size: 1024}}
 stages:
   - type: sql
-    query: SELECT doc_id, version, op, octet_length(content) AS bytes, modified_at FROM input
+    query: SELECT doc_id, version, op, content, modified_at FROM input
 sinks:
   - {{name: out, type: parquet, path: ./out}}
 """)
@@ -89,7 +89,7 @@ state_dir: .read
 source: {{type: files, path: "s3://{bucket}/docs", read_concurrency: 16, batch_size: 64, {store}}}
 stages:
   - type: sql
-    query: SELECT doc_id, version, octet_length(content) AS bytes FROM input
+    query: SELECT doc_id, version, content FROM input
 sinks:
   - {{name: out, type: parquet, path: ./read}}
 """)

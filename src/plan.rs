@@ -102,6 +102,7 @@ impl Plan {
             name: sink.name.clone(),
             base_dir: self.base_dir.clone(),
             state_dir: self.state_dir.clone(),
+            shared: self.source.config.shares_sinks(),
         }
     }
 

@@ -354,3 +354,136 @@ sinks:
     assert_eq!(rows, q("SELECT count(*) FROM out"));
     assert_eq!(committed(&brokers, &group, &topic).iter().sum::<i64>(), n as i64);
 }
+
+/// Every key under `prefix` in Redis.
+fn redis_keys(url: &str, prefix: &str) -> std::collections::BTreeSet<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut conn)
+        .unwrap();
+    keys.into_iter()
+        .map(|k| k[prefix.len() + 1..].to_string())
+        .collect()
+}
+
+/// Passes on its own (18 s), but with the other Kafka tests running beside it
+/// tansu sometimes gives the joining member no partitions for 90 s, so it is
+/// not yet part of the suite: `cargo nextest run -E 'test(two_consumers)'
+/// --run-ignored all`.
+#[test]
+#[ignore = "flaky against tansu under parallel load; run it alone"]
+fn two_consumers_in_one_group_one_killed_every_message_lands_once() {
+    let svc = services();
+    let topic = unique("scale");
+    let group = unique("g");
+    let prefix = unique("scale");
+    kafka_tool(&svc.kafka, &["create", &topic, "4"], "");
+    let n = 2_000;
+    let messages: Vec<Value> = (0..n)
+        .map(|i| json!({"key": format!("doc-{i:05}"), "partition": i % 4, "value": format!("Document {i}. {}", "Words to chunk here. ".repeat(40))}))
+        .collect();
+    produce(&svc.kafka, &topic, &messages);
+    let yaml = format!(
+        r#"name: scale
+checkpoint: {{interval: 200ms}}
+source:
+  type: kafka
+  brokers: "{brokers}"
+  topics: [{topic}]
+  group_id: {group}
+  batch_size: 4
+  options: {{max.poll.interval.ms: "12000", session.timeout.ms: "6000"}}
+stages:
+  - {{name: parse, type: parse}}
+  - {{name: chunks, type: chunk, max_tokens: 16, overlap_tokens: 0}}
+sinks:
+  - {{name: out, type: parquet, path: ./out}}
+  - name: features
+    type: feature_store
+    query: SELECT chunk_id, op, token_count, modified_at AS event_timestamp FROM input
+    entity: [chunk_id]
+    offline: ./features
+    online: {{url: "{redis}", prefix: "{prefix}"}}
+"#,
+        brokers = svc.kafka,
+        redis = svc.redis,
+    );
+    let (a, b) = (Workspace::new(), Workspace::new());
+    let start = |ws: &Workspace| {
+        ws.write("p.yaml", &yaml);
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--no-progress", "p.yaml"])
+            .current_dir(ws.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let has_checkpoint = |ws: &Workspace| ws.path(".sluice/checkpoint.json").exists();
+    let wait_for = |ws: &Workspace, who: &str| {
+        let t0 = std::time::Instant::now();
+        while !has_checkpoint(ws) {
+            assert!(t0.elapsed().as_secs() < 90, "{who} should be reading within 90 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // One, then a second that joins the group: the partitions are split.
+    let mut pa = start(&a);
+    wait_for(&a, "the first consumer");
+    let mut pb = start(&b);
+    wait_for(&b, "the second consumer");
+    // Both are consuming: kill one mid-stream. The other is given its partitions
+    // and replays them from the group's committed offsets.
+    pa.kill().unwrap();
+    pa.wait().unwrap();
+    let at_kill = committed(&svc.kafka, &group, &topic);
+    assert!(
+        at_kill.iter().sum::<i64>() < n as i64,
+        "the kill should land mid-stream, with work left for the survivor: {at_kill:?}"
+    );
+    let mut last = (0, std::time::Instant::now());
+    loop {
+        let docs = b.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out");
+        let from_a = a.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out");
+        if docs + from_a >= n as u64 && committed(&svc.kafka, &group, &topic).iter().sum::<i64>() == n as i64
+        {
+            break;
+        }
+        if docs != last.0 {
+            last = (docs, std::time::Instant::now());
+        }
+        assert!(
+            last.1.elapsed().as_secs() < 60,
+            "the survivor stopped making progress at {docs} documents"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // Ctrl-C: the survivor writes its final checkpoint and exits 0.
+    Command::new("kill")
+        .args(["-INT", &pb.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(pb.wait().unwrap().success());
+    let chunks = |ws: &Workspace| -> std::collections::BTreeSet<String> {
+        ws.query("p.yaml", "SELECT DISTINCT chunk_id FROM out")
+            .iter()
+            .map(|r| r["chunk_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (ca, cb) = (chunks(&a), chunks(&b));
+    assert!(
+        !ca.is_empty() && !cb.is_empty(),
+        "both consumers did part of the work"
+    );
+    let all: std::collections::BTreeSet<String> = ca.union(&cb).cloned().collect();
+    let docs = a.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out")
+        + b.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out");
+    assert!(docs >= n as u64, "every document reached a sink: {docs} of {n}");
+    // The shared sink holds every chunk exactly once: one hash per chunk id,
+    // nothing extra.
+    assert_eq!(redis_keys(&svc.redis, &prefix), all);
+    assert_eq!(committed(&svc.kafka, &group, &topic), vec![500; 4]);
+}

@@ -64,6 +64,7 @@ fn ctx(dir: &std::path::Path) -> SinkContext {
         name: "sink".into(),
         base_dir: dir.to_path_buf(),
         state_dir: dir.join(".sluice"),
+        shared: false,
     }
 }
 

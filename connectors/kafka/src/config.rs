@@ -167,6 +167,10 @@ impl SourceConfig for KafkaSourceConfig {
     fn build(&self, ctx: &SourceContext) -> Result<Box<dyn Source>> {
         Ok(Box::new(KafkaSource::new(self.clone(), ctx.clone())?))
     }
+
+    fn shares_sinks(&self) -> bool {
+        true
+    }
 }
 
 /// ```yaml

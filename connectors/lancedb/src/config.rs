@@ -171,11 +171,14 @@ impl SinkConfig for LanceDbSinkConfig {
     }
 
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(LanceDbSink::new(
-            self.clone(),
-            self.resolved_uri(&ctx.base_dir),
-            table_schema(&input),
-            ctx.name.clone(),
-        )))
+        Ok(Box::new(
+            LanceDbSink::new(
+                self.clone(),
+                self.resolved_uri(&ctx.base_dir),
+                table_schema(&input),
+                ctx.name.clone(),
+            )
+            .with_shared(ctx.shared),
+        ))
     }
 }

@@ -27,6 +27,8 @@ pub struct LanceDbSink {
     table: Option<Table>,
     pending: Vec<RecordBatch>,
     indexed: bool,
+    /// Written by other processes too: no rollback by epoch number.
+    shared: bool,
 }
 
 /// Storage and network failures may pass (an object store that is briefly
@@ -68,7 +70,14 @@ impl LanceDbSink {
             table: None,
             pending: Vec::new(),
             indexed: false,
+            shared: false,
         }
+    }
+
+    /// See `SinkContext::shared`.
+    pub fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
     }
 
     async fn connect(&self) -> Result<Connection> {
@@ -204,10 +213,13 @@ impl LanceDbSink {
                 .map_err(|e| lance_err(format!("creating table `{name}`"), e))?,
             Err(e) => return Err(lance_err(format!("opening table `{name}`"), e)),
         };
-        table
-            .delete(format!("{EPOCH} > {committed}").as_str())
-            .await
-            .map_err(|e| lance_err("rolling back uncommitted epochs", e))?;
+        // Shared with other processes: their epochs are numbered apart from ours.
+        if !self.shared {
+            table
+                .delete(format!("{EPOCH} > {committed}").as_str())
+                .await
+                .map_err(|e| lance_err("rolling back uncommitted epochs", e))?;
+        }
         self.table = Some(table);
         Ok(())
     }

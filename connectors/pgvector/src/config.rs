@@ -200,12 +200,10 @@ impl SinkConfig for PgVectorSinkConfig {
                     .join("; "),
             )
         })?;
-        Ok(Box::new(PgVectorSink::new(
-            self.clone(),
-            columns,
-            ctx.name.clone(),
-            self.tls_connector(ctx)?,
-        )))
+        Ok(Box::new(
+            PgVectorSink::new(self.clone(), columns, ctx.name.clone(), self.tls_connector(ctx)?)
+                .with_shared(ctx.shared),
+        ))
     }
 
     fn rebuild_index(

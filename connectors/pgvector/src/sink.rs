@@ -29,6 +29,8 @@ pub struct PgVectorSink {
     pending: Vec<RecordBatch>,
     /// Set with `tls: require`.
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// Written by other processes too: no rollback by epoch number.
+    shared: bool,
 }
 
 fn quote(ident: &str) -> String {
@@ -55,7 +57,14 @@ impl PgVectorSink {
             vector_type: None,
             pending: Vec::new(),
             tls,
+            shared: false,
         }
+    }
+
+    /// See `SinkContext::shared`.
+    pub fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
     }
 
     fn server(&self) -> String {
@@ -175,6 +184,7 @@ impl PgVectorSink {
         let table = self.config.table.clone();
         let embedding = self.config.embedding_column.clone();
         let server = self.server();
+        let shared = self.shared;
         let client = self.client().await?;
         // Check the dimension before creating anything.
         let existing: Option<i32> = client
@@ -210,13 +220,18 @@ impl PgVectorSink {
                 )
             })
             .map_err(|e| pg_err(&server, "looking up the vector type", e))?;
-        let rolled = client
-            .execute(
-                &format!("DELETE FROM {t} WHERE epoch > $1"),
-                &[&(committed as i64)],
-            )
-            .await
-            .map_err(|e| pg_err(&server, "rolling back uncommitted epochs", e))?;
+        // Shared with other processes: their epochs are numbered apart from ours.
+        let rolled = if shared {
+            0
+        } else {
+            client
+                .execute(
+                    &format!("DELETE FROM {t} WHERE epoch > $1"),
+                    &[&(committed as i64)],
+                )
+                .await
+                .map_err(|e| pg_err(&server, "rolling back uncommitted epochs", e))?
+        };
         if rolled > 0 {
             tracing::info!(sink = %self.name, rows = rolled, "rolled back rows of epochs after {committed}");
         }

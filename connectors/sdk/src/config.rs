@@ -68,6 +68,13 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
     /// Build the running source.
     fn build(&self, ctx: &SourceContext) -> Result<Box<dyn Source>>;
 
+    /// Other processes may run this source into the same sinks at the same time
+    /// (a Kafka consumer group). Epoch numbers are per process, so shared sinks
+    /// must then not roll back by epoch number; see [`crate::SinkContext::shared`].
+    fn shares_sinks(&self) -> bool {
+        false
+    }
+
     /// The checkpointed source `state`, changed so that the next run emits the
     /// documents `doc_ids` again (`sluice dlq replay`). A source that cannot
     /// re-read documents says so.

@@ -16,6 +16,12 @@ pub struct SinkContext {
     pub base_dir: PathBuf,
     /// The pipeline's state folder.
     pub state_dir: PathBuf,
+    /// Other processes write to this sink too (the source is a consumer group).
+    /// A sink on a shared server (pgvector, LanceDB) then skips its rollback by
+    /// epoch number, which would delete the others' rows: the source replays each
+    /// partition in order from its committed offset, so the replay alone brings
+    /// every document to the same state. Folder sinks stay per process.
+    pub shared: bool,
 }
 
 /// Writes batches and makes each epoch durable.
