@@ -1,11 +1,12 @@
 //! sluice connectors built on `object_store`.
 //!
-//! - [`files`]: the `files` source. It lists a folder (or, later, a bucket prefix),
+//! - [`files`]: the `files` source. It lists a folder or a bucket prefix,
 //!   filters with include/exclude globs, keeps a manifest of (doc_id → version) in the
 //!   checkpoint, and emits new and changed objects as `upsert` rows and vanished ones
 //!   as `delete` rows. `watch: true` lists again every `poll_interval`.
 //! - [`parquet`]: the `parquet` sink, a change log with one file per epoch.
-//! - [`location`]: turns a local path or a URL into an object store and a prefix.
+//! - [`location`]: turns a local path or a URL (`file://`, `s3://`, `gs://`,
+//!   `az://`) into an object store and a prefix.
 
 pub mod files;
 pub mod location;

@@ -10,10 +10,12 @@
 //! - [`Sink`] / [`SinkConfig`]: a sink writes batches and makes an epoch durable on
 //!   `commit`. On open it rolls back anything newer than the last checkpoint.
 //! - [`ConnectorError`]: says whose fault a failure is and whether a retry can help.
-//! - [`documents`]: the column names and schema of the `documents` batch.
+//! - [`documents`]: the column names and schema of the `documents` batch, and
+//!   `to_batch` for sources that build one from rows.
 //! - [`epoch_log`]: one Parquet file per epoch with atomic publish and rollback; the
 //!   Parquet sink, stage taps and the dead-letter store all write through it.
-//! - [`replace`]: the rows a document-replacing sink writes for an epoch.
+//! - [`replace`]: the rows a document-replacing sink writes for an epoch, and an
+//!   epoch's net effect per document for a change log.
 //! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
 
 pub mod config;
