@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use util::{consume, create_bucket, kafka_tool, produce, s3_objects, services, unique, Workspace};
+use util::{consume, kafka_tool, produce, s3_objects, services, unique, Workspace};
 
 /// Run `sluice ARGS` with `env`, in `dir`; stdout, or fail with everything.
 fn sluice(dir: &Path, env: &[(&str, String)], args: &[&str]) -> String {
@@ -152,11 +152,10 @@ fn kafka_docs_example_ingests_a_topic_and_feeds_another() {
 fn kafka_s3_events_example_fetches_the_objects_events_name() {
     let svc = services();
     let bucket = unique("ev").replace('_', "-");
-    create_bucket(&svc.s3, &bucket);
     s3_objects(
         &svc.s3,
         &bucket,
-        json!({"put": {"in/one.md": "# One\n\nThe first object."}}),
+        json!({"create_bucket": true, "put": {"in/one.md": "# One\n\nThe first object."}}),
     );
     let topic = unique("events");
     kafka_tool(&svc.kafka, &["create", &topic, "1"], "");

@@ -8,7 +8,7 @@ mod util;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use util::{committed, consume, kafka_tool, produce, services, unique, Workspace};
+use util::{committed, consume, kafka_tool, produce, s3_objects, services, unique, Workspace};
 
 /// `N documents` from the run summary.
 fn documents(summary: &str) -> u64 {
@@ -130,21 +130,15 @@ fn object_events_fetch_from_s3_and_bad_messages_are_dead_lettered() {
     let svc = services();
     let (brokers, s3) = (svc.kafka, svc.s3);
     let bucket = unique("events").replace('_', "-");
-    util::create_bucket(&s3, &bucket);
-    let put = |key: &str, body: &str| {
-        let script = format!(
-            "import boto3; boto3.client('s3', endpoint_url='{s3}', aws_access_key_id='t', \
-             aws_secret_access_key='t', region_name='us-east-1').put_object(Bucket='{bucket}', Key='{key}', Body=b'{body}')"
-        );
-        assert!(Command::new("python3")
-            .args(["-c", &script])
-            .status()
-            .unwrap()
-            .success());
-    };
-    put("in/a file.md", "# A\\n\\nFirst object.");
-    put("in/b.txt", "Second object.");
-    put("in/c.txt", "Third object.");
+    s3_objects(
+        &s3,
+        &bucket,
+        json!({"create_bucket": true, "put": {
+            "in/a file.md": "# A\n\nFirst object.",
+            "in/b.txt": "Second object.",
+            "in/c.txt": "Third object.",
+        }}),
+    );
     let topic = unique("events");
     kafka_tool(&brokers, &["create", &topic, "1"], "");
     let notification = |event: &str, key: &str| {

@@ -91,6 +91,11 @@ impl Received {
         )
     }
 
+    /// The doc_id of a dead letter for a message that names no document.
+    fn fallback_id(&self) -> String {
+        format!("kafka://{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+
     fn version(&self) -> String {
         format!("{}/{}@{}", self.topic, self.partition, self.offset)
     }
@@ -246,15 +251,17 @@ impl KafkaSource {
         let mut rows = Vec::with_capacity(self.inbox.len());
         let mut letters = Vec::new();
         for m in &self.inbox {
-            let fallback = format!("kafka://{}/{}/{}", m.topic, m.partition, m.offset);
             let doc_id = match m.key.as_deref().map(std::str::from_utf8) {
                 Some(Ok(k)) if !k.is_empty() => k.to_string(),
                 Some(Ok(_)) | None => {
-                    letters.push(m.letter(fallback, "message has no key (the key is the doc_id)".into()));
+                    letters.push(m.letter(
+                        m.fallback_id(),
+                        "message has no key (the key is the doc_id)".into(),
+                    ));
                     continue;
                 }
                 Some(Err(_)) => {
-                    letters.push(m.letter(fallback, "message key is not UTF-8".into()));
+                    letters.push(m.letter(m.fallback_id(), "message key is not UTF-8".into()));
                     continue;
                 }
             };
@@ -317,15 +324,14 @@ impl KafkaSource {
         let mut fetches = Vec::new();
         for i in 0..self.inbox.len() {
             let m = &self.inbox[i];
-            let fallback = format!("kafka://{}/{}/{}", m.topic, m.partition, m.offset);
             let events = match m.value.as_deref().map(decode_event) {
                 Some(Ok(events)) => events,
                 Some(Err(e)) => {
-                    letters.push(m.letter(fallback, format!("bad object event: {e}")));
+                    letters.push(m.letter(m.fallback_id(), format!("bad object event: {e}")));
                     continue;
                 }
                 None => {
-                    letters.push(m.letter(fallback, "an object event needs a value".into()));
+                    letters.push(m.letter(m.fallback_id(), "an object event needs a value".into()));
                     continue;
                 }
             };
