@@ -95,6 +95,7 @@ fn context(name: &str, dir: &std::path::Path) -> SinkContext {
         base_dir: dir.to_path_buf(),
         state_dir: dir.join(".sluice"),
         shared: false,
+        backfill: false,
     }
 }
 

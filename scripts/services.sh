@@ -62,8 +62,9 @@ install() {
   fi
   # Feast and the Python lancedb package read the sinks back in the tests; moto is
   # the S3 server.
-  # confluent-kafka produces the Kafka tests' messages.
-  for pkg in feast lancedb moto.server:'moto[server]' boto3 confluent_kafka:confluent-kafka; do
+  # confluent-kafka produces the Kafka tests' messages; prometheus_client parses /metrics.
+  for pkg in feast lancedb moto.server:'moto[server]' boto3 confluent_kafka:confluent-kafka \
+    prometheus_client:prometheus-client; do
     if ! python3 -c "import ${pkg%%:*}" 2>/dev/null; then
       log "installing ${pkg#*:} (pip)"
       python3 -m pip install --quiet "${pkg#*:}" >&2 2>/dev/null \

@@ -22,6 +22,9 @@ pub enum Error {
     /// A query was refused or failed.
     #[error("{0}")]
     Sql(String),
+    /// The command line asks for something sluice will not do.
+    #[error("{0}")]
+    Usage(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -53,7 +56,7 @@ impl Error {
     /// True when the user can fix it by changing the pipeline or the query.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Invalid(_) | Error::Sql(_) => true,
+            Error::Invalid(_) | Error::Sql(_) | Error::Usage(_) => true,
             Error::Connector { source, .. } => source.kind == ErrorKind::User,
             _ => false,
         }

@@ -16,11 +16,14 @@
 //!   (token-aware, tokenizes once), `sql` (DataFusion, planned once).
 //! - [`dlq`]: documents that failed, with the reason; the pipeline goes on.
 //! - [`inspect`]: stage taps and the DataFusion catalog behind `sluice sql`.
+//! - [`daemon`]: `sluice daemon`, one supervisor per pipeline file, hot reload,
+//!   and the HTTP API with Prometheus metrics.
 //! - Connectors live in their own crates under `connectors/` and implement the
 //!   traits in `sluice-connector-sdk`; [`spec::registry`] is the one list of them.
 
 pub mod checkpoint;
 pub mod cli;
+pub mod daemon;
 pub mod dlq;
 pub mod error;
 pub mod inspect;

@@ -79,6 +79,8 @@ pub struct Plan {
     pub source: PlannedSource,
     pub stages: Vec<PlannedStage>,
     pub sinks: Vec<PlannedSink>,
+    /// This plan is a `sluice backfill` ([`Plan::for_backfill`]).
+    pub backfill: bool,
 }
 
 impl Plan {
@@ -102,7 +104,8 @@ impl Plan {
             name: sink.name.clone(),
             base_dir: self.base_dir.clone(),
             state_dir: self.state_dir.clone(),
-            shared: self.source.config.shares_sinks(),
+            shared: self.source.config.shares_sinks() || self.backfill,
+            backfill: self.backfill,
         }
     }
 
@@ -113,6 +116,27 @@ impl Plan {
 
     pub fn dlq_dir(&self) -> PathBuf {
         self.state_dir.join("dlq")
+    }
+
+    /// Keep this pipeline's state in `root/<name>` instead of its file's
+    /// `state_dir`: the layout of `sluice daemon --state` (and of `--state` on
+    /// every other command), where many pipelines share one state root.
+    pub fn with_state_root(mut self, root: &std::path::Path) -> Self {
+        self.state_dir = root.join(&self.name);
+        self
+    }
+
+    /// The same pipeline as a backfill: the source bounded and narrowed by
+    /// `options`, the state (checkpoint, taps, dead letters) in
+    /// `state_dir/backfill/`, and the sinks told ([`SinkContext::backfill`]), so a
+    /// streaming run of the same file and this one never disturb each other.
+    pub fn for_backfill(mut self, options: &sluice_connector_sdk::BackfillOptions) -> crate::Result<Self> {
+        self.source.config = self.source.config.backfill(options).map_err(|e| {
+            crate::Error::connector(format!("backfill of the `{}` source", self.source.kind), e)
+        })?;
+        self.state_dir = self.state_dir.join("backfill");
+        self.backfill = true;
+        Ok(self)
     }
 
     pub fn checkpoint_file(&self) -> PathBuf {

@@ -349,7 +349,7 @@ fn the_progress_bar_shows_on_a_terminal_and_not_in_a_pipe() {
     let tty = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{tty}");
     assert!(
-        tty.contains(" files ") && tty.contains("rows out"),
+        tty.contains(" documents, ETA ") && tty.contains("rows out"),
         "no progress bar on a terminal:\n{tty}"
     );
     assert!(tty.contains("7 documents"), "{tty}");

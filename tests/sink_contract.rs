@@ -65,6 +65,7 @@ fn ctx(dir: &std::path::Path) -> SinkContext {
         base_dir: dir.to_path_buf(),
         state_dir: dir.join(".sluice"),
         shared: false,
+        backfill: false,
     }
 }
 

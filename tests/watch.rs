@@ -109,3 +109,22 @@ fn watch_follows_changes_and_signals_checkpoint_then_exit_0() {
         5
     );
 }
+
+/// Regression: the folder was never listed again when checkpoint ticks came
+/// faster than `poll_interval` (each tick cancelled the wait, which restarted).
+#[test]
+fn a_poll_interval_longer_than_the_checkpoint_interval_still_lists_again() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.yaml",
+        PIPELINE
+            .replace("interval: 200ms", "interval: 50ms")
+            .replace("poll_interval: 100ms", "poll_interval: 300ms"),
+    );
+    ws.write("data/a.txt", "alpha");
+    let child = start(&ws);
+    wait_for(&ws, &[("a.txt", "alpha")]);
+    ws.write("data/b.txt", "bravo");
+    wait_for(&ws, &[("a.txt", "alpha"), ("b.txt", "bravo")]);
+    stop(child, "-TERM");
+}

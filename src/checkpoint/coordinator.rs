@@ -30,6 +30,7 @@ pub async fn coordinate(
     participants: usize,
     mut rx: mpsc::Receiver<CoordinatorMsg>,
     committed: watch::Sender<Epoch>,
+    metrics: std::sync::Arc<crate::telemetry::PipelineMetrics>,
 ) -> Result<Epoch> {
     let mut pending: BTreeMap<Epoch, Pending> = BTreeMap::new();
     let mut last = *committed.borrow();
@@ -60,6 +61,13 @@ pub async fn coordinate(
             store.save(&checkpoint)?;
             drop(checkpoint);
             crate::telemetry::release_free_memory();
+            metrics.last_committed_epoch.set(epoch);
+            metrics
+                .checkpoint_duration_us
+                .set(started.elapsed().as_micros() as u64);
+            metrics
+                .last_checkpoint_ms
+                .set(chrono::Utc::now().timestamp_millis().max(0) as u64);
             tracing::debug!(
                 epoch,
                 ms = started.elapsed().as_millis() as u64,

@@ -61,8 +61,13 @@ fn rows(batches: &[arrow::record_batch::RecordBatch]) -> usize {
 }
 
 /// `sluice dlq list`: the open letters, oldest first, errors cut to one line.
-pub async fn list(pipeline: &Path, filters: Filters, format: OutputFormat) -> anyhow::Result<u8> {
-    let plan = crate::spec::load_file(pipeline).map_err(Error::from)?;
+pub async fn list(
+    pipeline: &Path,
+    state: Option<&Path>,
+    filters: Filters,
+    format: OutputFormat,
+) -> anyhow::Result<u8> {
+    let plan = super::load(pipeline, state)?;
     let error = if format == OutputFormat::Table {
         "CASE WHEN length(error) > 100 THEN substr(error, 1, 99) || '…' ELSE error END AS error"
     } else {
@@ -82,8 +87,8 @@ pub async fn list(pipeline: &Path, filters: Filters, format: OutputFormat) -> an
 }
 
 /// `sluice dlq show ID`: one letter, whole, with its document's history.
-pub async fn show(pipeline: &Path, id: &str) -> anyhow::Result<u8> {
-    let plan = crate::spec::load_file(pipeline).map_err(Error::from)?;
+pub async fn show(pipeline: &Path, state: Option<&Path>, id: &str) -> anyhow::Result<u8> {
+    let plan = super::load(pipeline, state)?;
     let sql = format!(
         "SELECT id, doc_id, version, stage, time, epoch, coalesce(status, 'open') AS status, error \
          FROM dead_letters_log WHERE id = '{}'",
@@ -120,8 +125,8 @@ pub async fn show(pipeline: &Path, id: &str) -> anyhow::Result<u8> {
 
 /// `sluice dlq replay`: forget the dead-lettered documents in the source's
 /// checkpoint, then run the pipeline, which reads them again.
-pub async fn replay(pipeline: &Path, filters: Filters) -> anyhow::Result<u8> {
-    let plan = crate::spec::load_file(pipeline).map_err(Error::from)?;
+pub async fn replay(pipeline: &Path, state: Option<&Path>, filters: Filters) -> anyhow::Result<u8> {
+    let plan = super::load(pipeline, state)?;
     let sql = format!(
         "SELECT DISTINCT doc_id FROM dead_letters {} ORDER BY doc_id",
         filters.where_clause()?
@@ -153,7 +158,7 @@ pub async fn replay(pipeline: &Path, filters: Filters) -> anyhow::Result<u8> {
         .map_err(|e| Error::connector("source", e))?;
     store.save(&checkpoint)?;
     println!("replaying {} dead-lettered documents", doc_ids.len());
-    super::run::run(pipeline, false).await?;
+    super::run::run(pipeline, state, false).await?;
     let list = doc_ids
         .iter()
         .map(|d| format!("'{}'", quote(d)))

@@ -1,11 +1,13 @@
 //! The command line: one file per subcommand.
 
+mod backfill;
+mod daemon;
 mod dlq;
 mod run;
 mod sql;
 mod validate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,10 @@ pub struct Cli {
     /// More logging (-v, -vv). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Keep each pipeline's state (checkpoint, taps, dead letters) in
+    /// STATE/<pipeline name> instead of the file's `state_dir`: the daemon's layout.
+    #[arg(long, global = true, env = "SLUICE_STATE")]
+    pub state: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,6 +48,62 @@ pub enum Command {
     Run {
         /// The pipeline file.
         pipeline: PathBuf,
+        /// Hide the progress bar even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Serve a folder of pipeline files: one supervisor each, reloaded when the
+    /// file changes, with an HTTP API and Prometheus metrics. SIGTERM checkpoints
+    /// every pipeline and exits 0.
+    Daemon {
+        /// The folder of pipeline files (*.yaml, *.yml).
+        #[arg(long)]
+        pipelines: PathBuf,
+        /// Where the API listens. Anything but loopback requires SLUICE_API_TOKEN.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The bearer token API clients must send.
+        #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// How often the folder is scanned for changes.
+        #[arg(long, default_value = "1s", value_parser = sluice_connector_sdk::units::parse_duration)]
+        poll: std::time::Duration,
+    },
+    /// Ingest a pipeline's history: its source bounded and narrowed, resumable,
+    /// in a checkpoint namespace of its own (state_dir/backfill), so it can run
+    /// beside a daemon streaming the same pipeline.
+    Backfill {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Only objects whose path inside the source folder starts with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only objects modified at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Only objects modified before this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
+        /// Kafka: read every partition from its earliest offset.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Objects read at once (the files source's read_concurrency).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Print the documents and bytes, and estimate the tokens and the time; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// List the objects into a Kafka topic as object events instead:
+        /// kafka://TOPIC or kafka://BROKERS/TOPIC.
+        #[arg(long, value_name = "kafka://TOPIC")]
+        emit_to: Option<String>,
+        /// Brokers for --emit-to kafka://TOPIC.
+        #[arg(long, env = "SLUICE_KAFKA_BROKERS")]
+        brokers: Option<String>,
+        /// A librdkafka producer property for --emit-to (KEY=VALUE, repeatable),
+        /// e.g. security.protocol=SASL_SSL.
+        #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        kafka_options: Vec<(String, String)>,
         /// Hide the progress bar even on a terminal.
         #[arg(long)]
         no_progress: bool,
@@ -114,35 +176,81 @@ pub enum DlqCommand {
 
 /// Run the parsed command; returns the exit code.
 pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
+    let state = cli.state.as_deref();
     match cli.command {
         Command::Run {
             pipeline,
             no_progress,
-        } => run::run(&pipeline, !no_progress).await,
+        } => run::run(&pipeline, state, !no_progress).await,
         Command::Validate { pipelines } => Ok(validate::validate(&pipelines)),
+        Command::Backfill {
+            pipeline,
+            prefix,
+            since,
+            until,
+            from_beginning,
+            concurrency,
+            dry_run,
+            emit_to,
+            brokers,
+            kafka_options,
+            no_progress,
+        } => {
+            let options = sluice_connector_sdk::BackfillOptions {
+                prefix,
+                since_ms: since,
+                until_ms: until,
+                from_beginning,
+                concurrency,
+            };
+            let args = backfill::Args {
+                options,
+                dry_run,
+                emit_to,
+                brokers,
+                kafka_options,
+                show_progress: !no_progress,
+            };
+            backfill::backfill(&pipeline, state, args).await
+        }
+        Command::Daemon {
+            pipelines,
+            listen,
+            token,
+            poll,
+        } => {
+            daemon::daemon(daemon::Args {
+                pipelines,
+                state: cli.state.clone(),
+                listen,
+                token,
+                poll,
+            })
+            .await
+        }
         Command::Sql {
             pipeline,
             query,
             format,
-        } => sql::sql(&pipeline, &query, format).await,
+        } => sql::sql(&pipeline, state, &query, format).await,
         Command::Dlq { command } => match command {
             DlqCommand::List {
                 pipeline,
                 filters,
                 format,
-            } => dlq::list(&pipeline, filters, format).await,
-            DlqCommand::Show { pipeline, id } => dlq::show(&pipeline, &id).await,
-            DlqCommand::Replay { pipeline, filters } => dlq::replay(&pipeline, filters).await,
+            } => dlq::list(&pipeline, state, filters, format).await,
+            DlqCommand::Show { pipeline, id } => dlq::show(&pipeline, state, &id).await,
+            DlqCommand::Replay { pipeline, filters } => dlq::replay(&pipeline, state, filters).await,
         },
         Command::Index {
             command: IndexCommand::Rebuild { pipeline, sink },
-        } => rebuild_indexes(&pipeline, sink.as_deref()).await,
+        } => rebuild_indexes(&pipeline, state, sink.as_deref()).await,
     }
 }
 
 /// `sluice index rebuild`: every matching sink that has a vector index.
-async fn rebuild_indexes(pipeline: &std::path::Path, only: Option<&str>) -> anyhow::Result<u8> {
-    let plan = crate::spec::load_file(pipeline).map_err(crate::Error::from)?;
+async fn rebuild_indexes(pipeline: &Path, state: Option<&Path>, only: Option<&str>) -> anyhow::Result<u8> {
+    let plan = load(pipeline, state)?;
     let mut built = 0;
     for sink in plan.sinks.iter().filter(|s| only.is_none_or(|n| n == s.name)) {
         if let Some(job) = sink.config.rebuild_index(&plan.sink_context(sink)) {
@@ -162,4 +270,34 @@ async fn rebuild_indexes(pipeline: &std::path::Path, only: Option<&str>) -> anyh
         .into());
     }
     Ok(EXIT_OK)
+}
+
+/// Load and validate a pipeline file; with `--state`, its state lives in
+/// `STATE/<name>`.
+pub fn load(pipeline: &Path, state: Option<&Path>) -> crate::Result<crate::plan::Plan> {
+    let plan = crate::spec::load_file(pipeline)?;
+    Ok(match state {
+        Some(root) => plan.with_state_root(root),
+        None => plan,
+    })
+}
+
+/// `2024-05-01` (midnight UTC) or an RFC 3339 time, as Unix milliseconds.
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"))
+}
+
+/// `KEY=VALUE`
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }

@@ -13,7 +13,7 @@ use crate::runtime::{self, RunOptions};
 use crate::telemetry::PipelineMetrics;
 
 /// Flip `shutdown` on SIGINT or SIGTERM.
-fn on_signal(shutdown: watch::Sender<bool>) {
+pub(super) fn on_signal(shutdown: watch::Sender<bool>) {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -46,8 +46,10 @@ fn progress(metrics: Arc<PipelineMetrics>, show: bool) -> Option<(ProgressBar, t
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} documents, ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     crate::telemetry::set_progress(bar.clone());
     let b = bar.clone();
@@ -68,8 +70,12 @@ fn progress(metrics: Arc<PipelineMetrics>, show: bool) -> Option<(ProgressBar, t
     Some((bar, task))
 }
 
-pub async fn run(pipeline: &Path, show_progress: bool) -> anyhow::Result<u8> {
-    let plan = crate::spec::load_file(pipeline).map_err(crate::Error::from)?;
+pub async fn run(pipeline: &Path, state: Option<&Path>, show_progress: bool) -> anyhow::Result<u8> {
+    run_plan(super::load(pipeline, state)?, show_progress).await
+}
+
+/// Run `plan` with Ctrl-C handling and a progress bar; print the summary.
+pub(super) async fn run_plan(plan: crate::plan::Plan, show_progress: bool) -> anyhow::Result<u8> {
     let (options, shutdown) = RunOptions::new(&plan);
     on_signal(shutdown);
     let metrics = options.metrics.clone();

@@ -7,8 +7,13 @@ use anyhow::Context;
 use super::EXIT_OK;
 use crate::inspect::{self, OutputFormat};
 
-pub async fn sql(pipeline: &Path, query: &str, format: OutputFormat) -> anyhow::Result<u8> {
-    let plan = crate::spec::load_file(pipeline).map_err(crate::Error::from)?;
+pub async fn sql(
+    pipeline: &Path,
+    state: Option<&Path>,
+    query: &str,
+    format: OutputFormat,
+) -> anyhow::Result<u8> {
+    let plan = super::load(pipeline, state)?;
     let batches = inspect::query(&plan, query)
         .await
         .with_context(|| format!("query on `{}`", plan.name))?;

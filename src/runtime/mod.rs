@@ -12,6 +12,7 @@
 //! flight is never checkpointed, so the next run replays it.
 
 pub mod channel;
+mod sample;
 mod sink_query;
 mod tasks;
 
@@ -31,6 +32,8 @@ use crate::telemetry::{ChannelStats, PipelineMetrics};
 use crate::{Error, Result};
 use channel::{bounded, Sender};
 use tasks::{SinkTask, SourceTask, StageTask};
+
+pub use sample::{sample, Sample};
 
 /// How a run is controlled from outside.
 pub struct RunOptions {
@@ -107,6 +110,14 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
     let store = CheckpointStore::new(plan.checkpoint_file());
     let checkpoint = store.load()?;
     let committed = checkpoint.as_ref().map(|c| c.epoch).unwrap_or(0);
+    if let Some(c) = &checkpoint {
+        metrics.last_committed_epoch.set(c.epoch);
+        if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&c.written_at) {
+            metrics
+                .last_checkpoint_ms
+                .set(at.timestamp_millis().max(0) as u64);
+        }
+    }
     if committed > 0 {
         tracing::info!(epoch = committed, "resuming from checkpoint");
     }
@@ -288,6 +299,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         participants,
         coord_rx,
         committed_tx,
+        metrics.clone(),
     ));
 
     while let Some(joined) = set.join_next().await {

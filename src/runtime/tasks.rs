@@ -76,6 +76,7 @@ impl SourceTask {
 
     /// Cut `epoch`: snapshot the position, tell the coordinator, send the barrier.
     async fn cut(&mut self, epoch: Epoch) -> Result<()> {
+        self.metrics.open_epoch.set(epoch + 1);
         let state = self
             .source
             .snapshot(epoch)
@@ -87,6 +88,7 @@ impl SourceTask {
 
     pub async fn run(mut self) -> Result<()> {
         let mut epoch = self.first_epoch;
+        self.metrics.open_epoch.set(epoch);
         let mut dirty = false;
         let mut epoch_bytes = 0u64;
         let start = tokio::time::Instant::now() + self.interval;
@@ -105,6 +107,7 @@ impl SourceTask {
                     self.source.committed(e).await.map_err(|err| Error::connector("source", err))?;
                 }
                 _ = tick.tick() => {
+                    self.metrics.source_lag.set(self.source.lag());
                     if dirty {
                         self.cut(epoch).await?;
                         epoch += 1;
@@ -127,7 +130,9 @@ impl SourceTask {
                             self.report_seen(epoch, &batch);
                             self.metrics.source_rows.add(batch.num_rows() as u64);
                             self.metrics.source_batches.add(1);
-                            epoch_bytes += batch.get_array_memory_size() as u64;
+                            let bytes = batch.get_array_memory_size() as u64;
+                            self.metrics.source_bytes.add(bytes);
+                            epoch_bytes += bytes;
                             broadcast(&self.outputs, Message::Batch(batch)).await?;
                             dirty = true;
                             if epoch_bytes >= self.max_bytes {
@@ -189,6 +194,10 @@ impl StageTask {
         &self.metrics.stages[self.index]
     }
 
+    fn stats_handle(&self) -> Arc<StageMetrics> {
+        self.metrics.stages[self.index].clone()
+    }
+
     fn task_failed(&self, e: tokio::task::JoinError) -> Error {
         Error::Stage {
             stage: self.name.clone(),
@@ -206,14 +215,18 @@ impl StageTask {
     }
 
     async fn emit_output(&self, epoch: Epoch, out: StageOutput) -> Result<()> {
-        if !out.dead_letters.is_empty() {
+        if let Some(last) = out.dead_letters.last() {
             self.stats().dead_letters.add(out.dead_letters.len() as u64);
+            self.stats().set_last_error(&last.error);
             let _ = self.dlq.send(DlqMsg::Letters {
                 epoch,
                 letters: out.dead_letters,
             });
         }
         self.stats().rows_out.add(out.batch.num_rows() as u64);
+        self.stats()
+            .bytes_out
+            .add(out.batch.get_array_memory_size() as u64);
         if out.batch.num_rows() > 0 {
             broadcast(&self.outputs, Message::Batch(out.batch)).await?;
         }
@@ -250,7 +263,13 @@ impl StageTask {
                         this.stats().rows_in.add(batch.num_rows() as u64);
                         this.stats().batches.add(1);
                         let t = transform.clone();
-                        running.push_back(tokio::task::spawn_blocking(move || t.apply(batch)));
+                        let stats = this.stats_handle();
+                        running.push_back(tokio::task::spawn_blocking(move || {
+                            let started = std::time::Instant::now();
+                            let out = t.apply(batch);
+                            stats.busy_us.add(started.elapsed().as_micros() as u64);
+                            out
+                        }));
                     }
                     Some(Message::Barrier(e)) => {
                         this.drain(epoch, &mut running).await?;
@@ -278,12 +297,15 @@ impl StageTask {
         batch: Option<arrow::record_batch::RecordBatch>,
         epoch: Epoch,
     ) -> Result<Box<dyn BufferedTransform>> {
+        let stats = self.stats_handle();
         let (stage, outs) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mut stage = stage;
             let outs = match batch {
                 Some(b) => stage.push(b),
                 None => stage.flush(),
             };
+            stats.busy_us.add(started.elapsed().as_micros() as u64);
             (stage, outs)
         })
         .await
@@ -326,6 +348,7 @@ impl StageTask {
                     }
                     Some(Message::Barrier(e)) => {
                         stage = self.step(stage, None, epoch).await?;
+                        self.stats().embed.drift.end_epoch();
                         deadline = None;
                         let _ = self.dlq.send(DlqMsg::Barrier { producer: self.producer, epoch: e });
                         broadcast(&self.outputs, Message::Barrier(e)).await?;

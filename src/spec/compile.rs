@@ -282,6 +282,7 @@ impl Compiler {
             source: source?,
             stages: all_stages_planned.then_some(stages)?,
             sinks,
+            backfill: false,
         })
     }
 

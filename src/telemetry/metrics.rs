@@ -42,8 +42,14 @@ pub struct StageMetrics {
     pub name: String,
     pub rows_in: Counter,
     pub rows_out: Counter,
+    /// Arrow memory of the batches the stage emitted.
+    pub bytes_out: Counter,
     pub batches: Counter,
+    /// Time spent in the stage's own code, in microseconds.
+    pub busy_us: Counter,
     pub dead_letters: Counter,
+    /// The reason of the stage's latest dead letter.
+    pub last_error: Mutex<Option<String>>,
     /// Only the embed stage counts these.
     pub embed: EmbedMetrics,
 }
@@ -64,6 +70,7 @@ pub struct EmbedMetrics {
     pub inferences: Counter,
     /// Time inside the model, in microseconds.
     pub busy_us: Counter,
+    pub drift: super::drift::Drift,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +89,47 @@ pub struct PipelineMetrics {
     /// Every channel of the running pipeline, registered as it is created.
     pub channels: Mutex<Vec<Arc<ChannelStats>>>,
     pub dead_letters: Counter,
+    /// Arrow memory of the batches the source emitted.
+    pub source_bytes: Counter,
+    /// The epoch the source is filling now.
+    pub open_epoch: Counter,
     pub last_committed_epoch: Counter,
+    /// When the last checkpoint was written (Unix milliseconds; 0: never) and
+    /// how long writing it took.
+    pub last_checkpoint_ms: Counter,
+    pub checkpoint_duration_us: Counter,
+    /// Messages behind the end of the source's partitions (Kafka), when known.
+    pub source_lag: Gauge,
+}
+
+/// A value that may be unknown.
+#[derive(Debug)]
+pub struct Gauge(std::sync::atomic::AtomicI64);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge(std::sync::atomic::AtomicI64::new(-1))
+    }
+}
+
+impl Gauge {
+    pub fn set(&self, v: Option<u64>) {
+        let v = v.map(|v| v.min(i64::MAX as u64) as i64).unwrap_or(-1);
+        self.0.store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> Option<u64> {
+        let v = self.0.load(Ordering::Relaxed);
+        (v >= 0).then_some(v as u64)
+    }
+}
+
+impl StageMetrics {
+    pub fn set_last_error(&self, error: &str) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl PipelineMetrics {

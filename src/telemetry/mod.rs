@@ -1,5 +1,6 @@
 //! Logging and the counters every task updates.
 
+pub mod drift;
 pub mod metrics;
 
 pub use metrics::{ChannelStats, PipelineMetrics};

@@ -20,15 +20,22 @@ pub struct OfflineStore {
     pub schema: SchemaRef,
     /// The input column holding the event time.
     pub event_column: String,
+    /// This writer's file names, `<stem>-<epoch>.parquet` (`SinkContext::epoch_stem`).
+    pub stem: &'static str,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> ConnectorError {
     move |e| ConnectorError::external(what).with_source(e)
 }
 
-fn file_epoch(path: &Path) -> Option<Epoch> {
+fn file_epoch(path: &Path, stem: &str) -> Option<Epoch> {
     let name = path.file_name()?.to_str()?;
-    name.strip_prefix("epoch-")?.split('.').next()?.parse().ok()
+    name.strip_prefix(stem)?
+        .strip_prefix('-')?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl OfflineStore {
@@ -57,8 +64,9 @@ impl OfflineStore {
                 .flatten()
             {
                 let p = f.path();
-                let stale = p.extension().is_some_and(|e| e == "tmp")
-                    || file_epoch(&p).is_some_and(|e| e > committed);
+                let ours = file_epoch(&p, self.stem);
+                let stale = ours.is_some() && p.extension().is_some_and(|e| e == "tmp")
+                    || ours.is_some_and(|e| e > committed);
                 if stale {
                     std::fs::remove_file(&p).map_err(io(format!("removing {}", p.display())))?;
                     removed += 1;
@@ -128,7 +136,7 @@ impl OfflineStore {
         for (date, parts) in by_date {
             let folder = self.dir.join(format!("date={date}"));
             std::fs::create_dir_all(&folder).map_err(io(format!("creating {}", folder.display())))?;
-            let path = folder.join(format!("epoch-{epoch}.parquet"));
+            let path = folder.join(format!("{}-{epoch}.parquet", self.stem));
             let tmp = path.with_extension("parquet.tmp");
             let file = std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
             let mut writer = ArrowWriter::try_new(file, self.schema.clone(), None)

@@ -28,6 +28,7 @@ impl FeatureStoreSink {
             dir: config.offline_dir(&ctx.base_dir),
             schema: config.offline_schema(&input),
             event_column: config.event_timestamp.clone(),
+            stem: ctx.epoch_stem(),
         };
         Ok(FeatureStoreSink {
             config,

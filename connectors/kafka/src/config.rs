@@ -7,8 +7,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use sluice_connector_sdk::{
-    ByteSize, ConfigIssue, HumanDuration, PlanContext, Result, Sink, SinkConfig, SinkContext, Source,
-    SourceConfig, SourceContext,
+    ByteSize, ConfigIssue, ConnectorError, HumanDuration, PlanContext, Result, Sink, SinkConfig, SinkContext,
+    Source, SourceConfig, SourceContext,
 };
 
 use crate::sink::KafkaSink;
@@ -125,6 +125,8 @@ impl KafkaSourceConfig {
                 ("auto.offset.reset", &self.start),
                 ("enable.partition.eof", "false"),
                 ("session.timeout.ms", "10000"),
+                // Consumer lag for the metrics (KafkaSource::lag).
+                ("statistics.interval.ms", "5000"),
             ],
             &self.options,
         )
@@ -132,6 +134,26 @@ impl KafkaSourceConfig {
 }
 
 impl SourceConfig for KafkaSourceConfig {
+    /// Its own consumer group (`<group_id>-backfill`), to the end of every
+    /// partition; `--from-beginning` starts a new group at the earliest offset.
+    fn backfill(&self, options: &sluice_connector_sdk::BackfillOptions) -> Result<Box<dyn SourceConfig>> {
+        if options.prefix.is_some() || options.since_ms.is_some() || options.until_ms.is_some() {
+            return Err(ConnectorError::user(
+                "--prefix, --since and --until apply to files sources; a Kafka backfill reads whole partitions",
+            ));
+        }
+        let mut bounded = self.clone();
+        bounded.group_id = format!("{}-backfill", self.group_id);
+        bounded.stop_at_end = true;
+        if options.from_beginning {
+            bounded.start = "earliest".into();
+        }
+        if let Some(n) = options.concurrency {
+            bounded.read_concurrency = n.max(1);
+        }
+        Ok(Box::new(bounded))
+    }
+
     fn validate(&self, _ctx: &PlanContext) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.topics.is_empty() {

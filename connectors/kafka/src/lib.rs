@@ -16,9 +16,11 @@
 //!   idempotent producer; an epoch commits once every message is acknowledged.
 
 mod config;
+mod emit;
 mod events;
 mod sink;
 mod source;
 
 pub use config::{KafkaSinkConfig, KafkaSourceConfig, SourceMode};
+pub use emit::emit_object_events;
 pub use events::{decode_event, ObjectEvent};

@@ -28,9 +28,28 @@ type TopicPartition = (String, i32);
 #[derive(Default)]
 struct Rebalances {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    /// Total consumer lag from librdkafka's latest statistics (-1: unknown).
+    lag: Arc<std::sync::atomic::AtomicI64>,
 }
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    /// Every `statistics.interval.ms`: the sum of the assigned partitions' lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lags = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag);
+        let (mut total, mut any) = (0i64, false);
+        for lag in lags {
+            total += lag;
+            any = true;
+        }
+        self.lag
+            .store(if any { total } else { 0 }, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -170,6 +189,7 @@ pub struct KafkaSource {
 impl KafkaSource {
     pub fn new(config: KafkaSourceConfig, ctx: SourceContext) -> Result<Self> {
         let context = Rebalances::default();
+        context.lag.store(-1, std::sync::atomic::Ordering::Relaxed);
         let revoked = context.revoked.clone();
         let consumer: StreamConsumer<Rebalances> = config
             .client()
@@ -486,6 +506,15 @@ fn metadata(m: &Received, mut extra: serde_json::Map<String, serde_json::Value>)
 
 #[async_trait::async_trait]
 impl Source for KafkaSource {
+    fn lag(&self) -> Option<u64> {
+        let lag = self
+            .consumer
+            .context()
+            .lag
+            .load(std::sync::atomic::Ordering::Relaxed);
+        u64::try_from(lag).ok()
+    }
+
     async fn open(&mut self, state: Option<serde_json::Value>) -> Result<()> {
         if let Some(state) = state {
             let pos: Position = serde_json::from_value(state).map_err(|e| {

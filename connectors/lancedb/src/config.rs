@@ -178,7 +178,8 @@ impl SinkConfig for LanceDbSinkConfig {
                 table_schema(&input),
                 ctx.name.clone(),
             )
-            .with_shared(ctx.shared),
+            .with_shared(ctx.shared)
+            .with_backfill(ctx.backfill),
         ))
     }
 }

@@ -29,6 +29,8 @@ pub struct LanceDbSink {
     indexed: bool,
     /// Written by other processes too: no rollback by epoch number.
     shared: bool,
+    /// Written by a backfill: rows carry epoch 0.
+    backfill: bool,
 }
 
 /// Storage and network failures may pass (an object store that is briefly
@@ -71,12 +73,20 @@ impl LanceDbSink {
             pending: Vec::new(),
             indexed: false,
             shared: false,
+            backfill: false,
         }
+    }
+
+    /// See `SinkContext::backfill`: no rollback, and rows stamped epoch 0.
+    pub fn with_backfill(mut self, backfill: bool) -> Self {
+        self.backfill = backfill;
+        self.shared |= backfill;
+        self
     }
 
     /// See `SinkContext::shared`.
     pub fn with_shared(mut self, shared: bool) -> Self {
-        self.shared = shared;
+        self.shared |= shared;
         self
     }
 
@@ -102,7 +112,8 @@ impl LanceDbSink {
             .iter()
             .map(|f| {
                 if f.name() == EPOCH {
-                    Ok(Arc::new(Int64Array::from(vec![epoch as i64; batch.num_rows()])) as ArrayRef)
+                    let epoch = if self.backfill { 0 } else { epoch as i64 };
+                    Ok(Arc::new(Int64Array::from(vec![epoch; batch.num_rows()])) as ArrayRef)
                 } else {
                     batch
                         .column_by_name(f.name())

@@ -202,7 +202,8 @@ impl SinkConfig for PgVectorSinkConfig {
         })?;
         Ok(Box::new(
             PgVectorSink::new(self.clone(), columns, ctx.name.clone(), self.tls_connector(ctx)?)
-                .with_shared(ctx.shared),
+                .with_shared(ctx.shared)
+                .with_backfill(ctx.backfill),
         ))
     }
 

@@ -31,6 +31,8 @@ pub struct PgVectorSink {
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Written by other processes too: no rollback by epoch number.
     shared: bool,
+    /// Written by a backfill: rows carry epoch 0.
+    backfill: bool,
 }
 
 fn quote(ident: &str) -> String {
@@ -58,12 +60,20 @@ impl PgVectorSink {
             pending: Vec::new(),
             tls,
             shared: false,
+            backfill: false,
         }
+    }
+
+    /// See `SinkContext::backfill`: no rollback, and rows stamped epoch 0.
+    pub fn with_backfill(mut self, backfill: bool) -> Self {
+        self.backfill = backfill;
+        self.shared |= backfill;
+        self
     }
 
     /// See `SinkContext::shared`.
     pub fn with_shared(mut self, shared: bool) -> Self {
-        self.shared = shared;
+        self.shared |= shared;
         self
     }
 
@@ -281,7 +291,7 @@ impl PgVectorSink {
             .map_err(|e| pg_err(&server, "COPY", e))?;
         let writer = BinaryCopyInWriter::new(copy, &types);
         futures::pin_mut!(writer);
-        let epoch_value = epoch as i64;
+        let epoch_value = if self.backfill { 0 } else { epoch as i64 };
         for batch in &rows.batches {
             for row in 0..batch.num_rows() {
                 let values: Vec<columns::Value> = columns

@@ -75,6 +75,24 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// This source bounded for `sluice backfill` and narrowed by `options`: it
+    /// reads what exists and ends. A source that cannot be bounded, or an option
+    /// it cannot honour, is refused with a user error.
+    fn backfill(&self, options: &crate::BackfillOptions) -> Result<Box<dyn SourceConfig>> {
+        let _ = options;
+        Err(crate::ConnectorError::user("this source cannot be backfilled"))
+    }
+
+    /// The objects a bounded run would read, for `backfill --dry-run` and
+    /// `--emit-to`. None: the source has no object listing (Kafka).
+    fn list(
+        &self,
+        ctx: &SourceContext,
+    ) -> Option<futures::future::BoxFuture<'static, Result<Vec<crate::ListedObject>>>> {
+        let _ = ctx;
+        None
+    }
+
     /// The checkpointed source `state`, changed so that the next run emits the
     /// documents `doc_ids` again (`sluice dlq replay`). A source that cannot
     /// re-read documents says so.

@@ -27,24 +27,37 @@ const TEMP_SUFFIX: &str = ".parquet.tmp";
 pub struct EpochLog {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// File names are `<stem>-<epoch>.parquet`; other stems in the folder belong
+    /// to other writers and are never touched.
+    stem: &'static str,
 }
 
 impl EpochLog {
     pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
-        Self { store, prefix }
+        Self {
+            store,
+            prefix,
+            stem: "epoch",
+        }
+    }
+
+    /// Name this writer's files `<stem>-<epoch>.parquet` (see `SinkContext::epoch_stem`).
+    pub fn with_stem(mut self, stem: &'static str) -> Self {
+        self.stem = stem;
+        self
     }
 
     /// Path of the committed file of `epoch`.
     pub fn file(&self, epoch: Epoch) -> Path {
         self.prefix
             .clone()
-            .join(format!("epoch-{epoch:020}{FINAL_SUFFIX}"))
+            .join(format!("{}-{epoch:020}{FINAL_SUFFIX}", self.stem))
     }
 
     fn temp_file(&self, epoch: Epoch) -> Path {
         self.prefix
             .clone()
-            .join(format!("epoch-{epoch:020}{TEMP_SUFFIX}"))
+            .join(format!("{}-{epoch:020}{TEMP_SUFFIX}", self.stem))
     }
 
     /// Committed epochs with their files, in epoch order.
@@ -54,19 +67,23 @@ impl EpochLog {
             .await?
             .into_iter()
             .filter_map(|(p, temp)| (!temp).then_some(p))
-            .filter_map(|p| parse_epoch(&p).map(|e| (e, p)))
+            .filter_map(|p| parse_epoch(&p, self.stem).map(|e| (e, p)))
             .collect();
         out.sort_by_key(|(e, _)| *e);
         Ok(out)
     }
 
+    /// This writer's files, each with whether it is a temp file.
     async fn list(&self) -> Result<Vec<(Path, bool)>> {
         let metas: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await?;
+        let own = format!("{}-", self.stem);
         Ok(metas
             .into_iter()
             .filter_map(|m| {
                 let name = m.location.filename()?.to_owned();
-                if name.ends_with(TEMP_SUFFIX) {
+                if !name.starts_with(&own) {
+                    None
+                } else if name.ends_with(TEMP_SUFFIX) {
                     Some((m.location, true))
                 } else if name.ends_with(FINAL_SUFFIX) {
                     Some((m.location, false))
@@ -82,7 +99,7 @@ impl EpochLog {
     pub async fn rollback(&self, committed: Epoch) -> Result<usize> {
         let mut removed = 0;
         for (path, temp) in self.list().await? {
-            let newer = parse_epoch(&path).is_some_and(|e| e > committed);
+            let newer = parse_epoch(&path, self.stem).is_some_and(|e| e > committed);
             if temp || newer {
                 self.store.delete(&path).await?;
                 removed += 1;
@@ -104,9 +121,9 @@ impl EpochLog {
     }
 }
 
-fn parse_epoch(path: &Path) -> Option<Epoch> {
+fn parse_epoch(path: &Path, stem: &str) -> Option<Epoch> {
     let name = path.filename()?;
-    let digits = name.strip_prefix("epoch-")?;
+    let digits = name.strip_prefix(stem)?.strip_prefix('-')?;
     let digits = digits
         .strip_suffix(TEMP_SUFFIX)
         .or_else(|| digits.strip_suffix(FINAL_SUFFIX))?;
@@ -207,5 +224,39 @@ mod tests {
         let epochs: Vec<_> = log.epochs().await.unwrap().into_iter().map(|(e, _)| e).collect();
         assert_eq!(epochs, vec![1]);
         assert!(std::fs::read_dir(dir.path().join("log")).unwrap().count() == 1);
+    }
+
+    #[tokio::test]
+    async fn two_stems_share_a_folder_and_roll_back_only_their_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let stream = EpochLog::new(store.clone(), Path::from("log"));
+        let backfill = EpochLog::new(store, Path::from("log")).with_stem("backfill-epoch");
+        for (log, epochs) in [(&stream, 1..=2), (&backfill, 1..=5)] {
+            let mut w = EpochLogWriter::new(log.clone(), batch(&[]).schema());
+            for e in epochs {
+                w.write(e, &batch(&[e as i64])).await.unwrap();
+                w.commit(e).await.unwrap();
+            }
+        }
+        backfill
+            .store
+            .put(&backfill.temp_file(6), vec![1u8].into())
+            .await
+            .unwrap();
+        // The stream restarts from epoch 1: it removes its epoch 2 only.
+        assert_eq!(stream.rollback(1).await.unwrap(), 1);
+        assert_eq!(backfill.epochs().await.unwrap().len(), 5);
+        // The backfill resumes from 4: its epoch 5 and its temp file go.
+        assert_eq!(backfill.rollback(4).await.unwrap(), 2);
+        let left: Vec<_> = stream
+            .epochs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
+        assert_eq!(left, vec![1]);
+        assert_eq!(backfill.epochs().await.unwrap().len(), 4);
     }
 }

@@ -18,6 +18,7 @@
 //!   epoch's net effect per document for a change log.
 //! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
 
+pub mod backfill;
 pub mod config;
 pub mod documents;
 pub mod epoch_log;
@@ -30,6 +31,7 @@ pub mod source;
 pub mod testkit;
 pub mod units;
 
+pub use backfill::{BackfillOptions, ListedObject};
 pub use config::{ConfigIssue, InspectTable, Metric, PlanContext, SinkConfig, SourceConfig};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use message::{Epoch, Message};

@@ -22,6 +22,23 @@ pub struct SinkContext {
     /// partition in order from its committed offset, so the replay alone brings
     /// every document to the same state. Folder sinks stay per process.
     pub shared: bool,
+    /// Written by `sluice backfill`, maybe while a streaming run of the same
+    /// pipeline writes too, each with its own epoch numbers. Folder sinks name
+    /// their epoch files with [`SinkContext::epoch_stem`] and roll back only
+    /// their own; database sinks skip their rollback by epoch number (as when
+    /// `shared`) and stamp the rows with epoch 0, which no rollback removes.
+    pub backfill: bool,
+}
+
+impl SinkContext {
+    /// The file-name stem of this writer's epoch files: `epoch` or `backfill-epoch`.
+    pub fn epoch_stem(&self) -> &'static str {
+        if self.backfill {
+            "backfill-epoch"
+        } else {
+            "epoch"
+        }
+    }
 }
 
 /// Writes batches and makes each epoch durable.

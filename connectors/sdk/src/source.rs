@@ -88,4 +88,10 @@ pub trait Source: Send {
     fn progress(&self) -> Option<SourceProgress> {
         None
     }
+
+    /// Records between the source's position and the newest data it could read
+    /// (a Kafka consumer's lag), when the source knows. Must not block.
+    fn lag(&self) -> Option<u64> {
+        None
+    }
 }

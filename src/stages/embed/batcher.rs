@@ -236,6 +236,10 @@ impl EmbedBatcher {
                 None => values.extend(std::iter::repeat_n(0.0, dim)),
             }
         }
+        self.metrics
+            .embed
+            .drift
+            .observe(&values, dim, q.vectors.iter().map(Option::is_some));
         let nulls = NullBuffer::from(q.vectors.iter().map(Option::is_some).collect::<Vec<_>>());
         let list = FixedSizeListArray::try_new(
             Arc::new(Field::new_list_field(DataType::Float32, true)),

@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use sluice_connector_sdk::{
-    ByteSize, ConfigIssue, ConnectorError, HumanDuration, PlanContext, Result, Source, SourceConfig,
-    SourceContext,
+    BackfillOptions, ByteSize, ConfigIssue, ConnectorError, HumanDuration, ListedObject, PlanContext, Result,
+    Source, SourceConfig, SourceContext,
 };
 
 use super::FilesSource;
@@ -52,6 +53,10 @@ pub struct FilesSourceConfig {
     pub storage_options: BTreeMap<String, String>,
     #[serde(default = "default_max_outage")]
     pub max_outage: HumanDuration,
+    /// Set by `sluice backfill`, never from YAML: the prefix and modified-time
+    /// window objects must fall in.
+    #[serde(skip)]
+    pub window: BackfillOptions,
 }
 
 fn default_max_file_size() -> ByteSize {
@@ -158,15 +163,44 @@ impl SourceConfig for FilesSourceConfig {
     }
 
     fn build(&self, ctx: &SourceContext) -> Result<Box<dyn Source>> {
+        Ok(Box::new(self.source(ctx)?))
+    }
+
+    fn backfill(&self, options: &BackfillOptions) -> Result<Box<dyn SourceConfig>> {
+        if options.from_beginning {
+            return Err(ConnectorError::user(
+                "--from-beginning applies to Kafka sources; a files source always lists everything",
+            ));
+        }
+        let mut bounded = self.clone();
+        bounded.watch = false;
+        if let Some(n) = options.concurrency {
+            if n == 0 {
+                return Err(ConnectorError::user("--concurrency must be at least 1"));
+            }
+            bounded.read_concurrency = n;
+        }
+        bounded.window = options.clone();
+        Ok(Box::new(bounded))
+    }
+
+    fn list(&self, ctx: &SourceContext) -> Option<BoxFuture<'static, Result<Vec<ListedObject>>>> {
+        let source = self.source(ctx);
+        Some(Box::pin(async move { source?.listing().await }))
+    }
+}
+
+impl FilesSourceConfig {
+    fn source(&self, ctx: &SourceContext) -> Result<FilesSource> {
         let location = resolve_with(&self.path, &ctx.base_dir, false, &self.store_options())?;
         let include = glob_set(&self.include).map_err(|e| ConnectorError::user(e.to_string()))?;
         let exclude = glob_set(&self.exclude).map_err(|e| ConnectorError::user(e.to_string()))?;
-        Ok(Box::new(FilesSource::new(
+        Ok(FilesSource::new(
             self.clone(),
             location,
             include,
             exclude,
             ctx.clone(),
-        )))
+        ))
     }
 }

@@ -8,7 +8,7 @@ use globset::GlobSet;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use sluice_connector_sdk::documents::{self, DocumentRow};
 use sluice_connector_sdk::{
-    ByteSize, ConnectorError, DeadLetter, Result, Source, SourceContext, SourceProgress,
+    ByteSize, ConnectorError, DeadLetter, ListedObject, Result, Source, SourceContext, SourceProgress,
 };
 
 use super::config::FilesSourceConfig;
@@ -30,7 +30,11 @@ pub struct FilesSource {
     ctx: SourceContext,
     manifest: Manifest,
     pending: VecDeque<Pending>,
-    listed: bool,
+    /// When the folder was last listed. The next listing waits for
+    /// `poll_interval` after it, however often `next_batch` is cancelled (the
+    /// engine drops it at every checkpoint tick; restarting the wait each time
+    /// starved the listing when ticks came faster than the poll).
+    last_listed: Option<tokio::time::Instant>,
     progress: SourceProgress,
 }
 
@@ -50,7 +54,7 @@ impl FilesSource {
             ctx,
             manifest: Manifest::default(),
             pending: VecDeque::new(),
-            listed: false,
+            last_listed: None,
             progress: SourceProgress::default(),
         }
     }
@@ -74,14 +78,18 @@ impl FilesSource {
         full.strip_prefix(prefix).unwrap_or(full).trim_start_matches('/')
     }
 
+    /// Included, not excluded, and in a backfill's prefix and time window.
     fn selected(&self, meta: &ObjectMeta) -> bool {
         let rel = self.relative(meta);
-        (self.include.is_empty() || self.include.is_match(rel)) && !self.exclude.is_match(rel)
+        let window = &self.config.window;
+        (self.include.is_empty() || self.include.is_match(rel))
+            && !self.exclude.is_match(rel)
+            && window.under_prefix(rel)
+            && window.in_window(meta.last_modified.timestamp_millis())
     }
 
-    /// List the folder and queue what changed since the manifest. Cancel-safe: the
-    /// queue changes only after the listing completed.
-    async fn list_and_enqueue(&mut self) -> Result<()> {
+    /// Every selected object, sorted by path.
+    async fn selected_objects(&self) -> Result<Vec<ObjectMeta>> {
         let prefix = (!self.location.prefix.as_ref().is_empty()).then_some(&self.location.prefix);
         let started = std::time::Instant::now();
         let mut metas: Vec<ObjectMeta> = self.location.store.list(prefix).try_collect().await?;
@@ -92,6 +100,26 @@ impl FilesSource {
         );
         metas.retain(|m| self.selected(m));
         metas.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(metas)
+    }
+
+    /// The selected objects as URLs (their doc_ids) and sizes.
+    pub async fn listing(&self) -> Result<Vec<ListedObject>> {
+        Ok(self
+            .selected_objects()
+            .await?
+            .iter()
+            .map(|m| ListedObject {
+                url: self.doc_id(m),
+                size: m.size,
+            })
+            .collect())
+    }
+
+    /// List the folder and queue what changed since the manifest. Cancel-safe: the
+    /// queue changes only after the listing completed.
+    async fn list_and_enqueue(&mut self) -> Result<()> {
+        let metas = self.selected_objects().await?;
         let listing = metas
             .into_iter()
             .map(|m| (self.doc_id(&m), self.version(&m), m))
@@ -222,14 +250,15 @@ impl Source for FilesSource {
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             if self.pending.is_empty() {
-                if self.listed && !self.config.watch {
-                    return Ok(None);
+                if let Some(at) = self.last_listed {
+                    if !self.config.watch {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep_until(at + self.config.poll_interval.0).await;
                 }
-                if self.listed {
-                    tokio::time::sleep(self.config.poll_interval.0).await;
-                }
+                let started = tokio::time::Instant::now();
                 self.list_and_enqueue().await?;
-                self.listed = true;
+                self.last_listed = Some(started);
                 continue;
             }
             let n = self.config.batch_size.min(self.pending.len());

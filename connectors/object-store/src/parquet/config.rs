@@ -48,7 +48,7 @@ impl SinkConfig for ParquetSinkConfig {
 
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
         let location = crate::location::resolve(&self.path, &ctx.base_dir, true)?;
-        Ok(Box::new(ParquetSink::new(location, input)))
+        Ok(Box::new(ParquetSink::new(location, input, ctx.epoch_stem())))
     }
 
     fn parquet_log(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<ParquetLogLocation> {

@@ -33,9 +33,10 @@ pub fn output_schema(input: &SchemaRef) -> SchemaRef {
 }
 
 impl ParquetSink {
-    pub fn new(location: Location, input: SchemaRef) -> Self {
+    /// `stem` names this writer's epoch files (`SinkContext::epoch_stem`).
+    pub fn new(location: Location, input: SchemaRef, stem: &'static str) -> Self {
         let schema = output_schema(&input);
-        let log = EpochLog::new(location.store, location.prefix);
+        let log = EpochLog::new(location.store, location.prefix).with_stem(stem);
         let per_document = input.field_with_name(DOC_ID).is_ok();
         Self {
             writer: EpochLogWriter::new(log, schema.clone()),

@@ -45,6 +45,7 @@ async fn parquet_sink_passes_the_checkpoint_contract() {
         base_dir: dir.path().to_path_buf(),
         state_dir: dir.path().join(".sluice"),
         shared: false,
+        backfill: false,
     };
     let schema = rows(&[]).schema();
     testkit::check_replay_and_rollback(

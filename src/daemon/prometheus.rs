@@ -1,0 +1,335 @@
+//! `GET /metrics`: every pipeline's counters in the Prometheus text format
+//! (version 0.0.4). Each family is written once, with one sample per pipeline
+//! (and stage or sink). Counters restart at 0 when a pipeline restarts, which
+//! Prometheus's `rate()` handles as a counter reset.
+
+use std::fmt::Write;
+
+use super::supervisor::State;
+use super::Daemon;
+
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, f64)>,
+}
+
+/// The families, in the order they are written.
+#[derive(Default)]
+struct Families(Vec<Family>);
+
+impl Families {
+    fn add(
+        &mut self,
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sample = (labels, value);
+        match self.0.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.samples.push(sample),
+            None => self.0.push(Family {
+                name,
+                kind,
+                help,
+                samples: vec![sample],
+            }),
+        }
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: u64) {
+        self.add(name, "counter", help, labels, value as f64);
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
+        self.add(name, "gauge", help, labels, value);
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.0 {
+            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+            for (labels, value) in &f.samples {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{} {}", f.name, number(*value));
+                } else {
+                    let _ = writeln!(out, "{}{{{labels}}} {}", f.name, number(*value));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The whole scrape.
+pub fn render(daemon: &Daemon) -> String {
+    let mut f = Families::default();
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    f.gauge(
+        "sluice_daemon_uptime_seconds",
+        "Seconds since the daemon started.",
+        &[],
+        daemon.started.elapsed().as_secs_f64(),
+    );
+    for p in daemon.pipelines() {
+        let s = p.status();
+        let m = p.metrics();
+        let pl = p.name.as_str();
+        let state = serde_json::to_value(s.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        f.gauge(
+            "sluice_pipeline_state",
+            "1 for the state the pipeline is in.",
+            &[("pipeline", pl), ("state", &state)],
+            1.0,
+        );
+        f.gauge(
+            "sluice_pipeline_running",
+            "1 while the pipeline runs.",
+            &[("pipeline", pl)],
+            f64::from(u8::from(s.state == State::Running)),
+        );
+        f.gauge(
+            "sluice_pipeline_config_errors",
+            "1 when the pipeline's file holds a version that was refused.",
+            &[("pipeline", pl)],
+            f64::from(u8::from(s.config_errors.is_some())),
+        );
+        f.counter(
+            "sluice_pipeline_restarts_total",
+            "Runs started again after a failure.",
+            &[("pipeline", pl)],
+            s.restarts,
+        );
+        f.counter(
+            "sluice_pipeline_reloads_total",
+            "New versions of the file taken up.",
+            &[("pipeline", pl)],
+            s.reloads,
+        );
+        f.gauge(
+            "sluice_epoch_committed",
+            "The last checkpointed epoch.",
+            &[("pipeline", pl)],
+            m.last_committed_epoch.get() as f64,
+        );
+        let last = m.last_checkpoint_ms.get();
+        if last > 0 {
+            f.gauge(
+                "sluice_checkpoint_age_seconds",
+                "Seconds since the last checkpoint was written.",
+                &[("pipeline", pl)],
+                now_ms.saturating_sub(last) as f64 / 1e3,
+            );
+            f.gauge(
+                "sluice_checkpoint_duration_seconds",
+                "How long writing the last checkpoint took.",
+                &[("pipeline", pl)],
+                m.checkpoint_duration_us.get() as f64 / 1e6,
+            );
+        }
+        f.counter(
+            "sluice_source_rows_total",
+            "Documents the source emitted.",
+            &[("pipeline", pl)],
+            m.source_rows.get(),
+        );
+        f.counter(
+            "sluice_source_bytes_total",
+            "Arrow bytes the source emitted.",
+            &[("pipeline", pl)],
+            m.source_bytes.get(),
+        );
+        if let Some(lag) = m.source_lag.get() {
+            f.gauge(
+                "sluice_kafka_consumer_lag",
+                "Messages between the consumer's position and the end of its partitions.",
+                &[("pipeline", pl)],
+                lag as f64,
+            );
+        }
+        f.counter(
+            "sluice_dead_letters_total",
+            "Documents sent to the dead-letter store.",
+            &[("pipeline", pl)],
+            m.dead_letters.get(),
+        );
+        let bounds = p.plan().map(|p| p.channels).unwrap_or_default();
+        let channels = m.channels.lock().map(|c| c.clone()).unwrap_or_default();
+        let fill = |name: String| {
+            channels.iter().find(|c| c.name == name).map(|c| {
+                let rows = c.rows.get() as f64 / bounds.max_rows.max(1) as f64;
+                let bytes = c.bytes.get() as f64 / bounds.max_bytes.max(1) as f64;
+                rows.max(bytes)
+            })
+        };
+        for st in &m.stages {
+            let l = [("pipeline", pl), ("stage", st.name.as_str())];
+            f.counter(
+                "sluice_stage_rows_in_total",
+                "Rows into the stage.",
+                &l,
+                st.rows_in.get(),
+            );
+            f.counter(
+                "sluice_stage_rows_out_total",
+                "Rows out of the stage.",
+                &l,
+                st.rows_out.get(),
+            );
+            f.counter(
+                "sluice_stage_bytes_out_total",
+                "Arrow bytes out of the stage.",
+                &l,
+                st.bytes_out.get(),
+            );
+            f.counter(
+                "sluice_stage_batches_total",
+                "Batches into the stage.",
+                &l,
+                st.batches.get(),
+            );
+            f.add(
+                "sluice_stage_busy_seconds_total",
+                "counter",
+                "Time spent in the stage's code.",
+                &l,
+                st.busy_us.get() as f64 / 1e6,
+            );
+            f.counter(
+                "sluice_stage_dead_letters_total",
+                "Documents the stage gave up on.",
+                &l,
+                st.dead_letters.get(),
+            );
+            if let Some(fill) = fill(format!("stage:{}", st.name)) {
+                f.gauge(
+                    "sluice_stage_queue_fill",
+                    "How full the stage's input channel is (0 to 1, rows or bytes).",
+                    &l,
+                    fill,
+                );
+            }
+            let e = &st.embed;
+            if e.computed.get() + e.cache_hits.get() == 0 && e.drift.norm_mean().is_none() {
+                continue;
+            }
+            f.counter(
+                "sluice_embed_tokens_total",
+                "Tokens run through the model.",
+                &l,
+                e.tokens.get(),
+            );
+            f.counter(
+                "sluice_embed_embeddings_total",
+                "Chunks embedded by the model.",
+                &l,
+                e.computed.get(),
+            );
+            f.counter(
+                "sluice_embed_cache_hits_total",
+                "Chunks answered from the embedding cache.",
+                &l,
+                e.cache_hits.get(),
+            );
+            let looked_up = e.computed.get() + e.cache_hits.get();
+            f.gauge(
+                "sluice_embed_cache_hit_ratio",
+                "Cache hits over all chunks embedded or looked up.",
+                &l,
+                e.cache_hits.get() as f64 / looked_up.max(1) as f64,
+            );
+            f.counter(
+                "sluice_embed_truncations_total",
+                "Chunks cut to the model's max tokens.",
+                &l,
+                e.truncated.get(),
+            );
+            if let Some(norm) = e.drift.norm_mean() {
+                f.gauge(
+                    "sluice_embed_norm_mean",
+                    "Running mean of the embeddings' L2 norm.",
+                    &l,
+                    norm,
+                );
+            }
+            if let Some(d) = e.drift.centroid_distance() {
+                f.gauge(
+                    "sluice_embed_centroid_distance",
+                    "Cosine distance of the latest epoch's centroid from the first epoch's.",
+                    &l,
+                    d,
+                );
+            }
+        }
+        if m.stages.iter().any(|s| s.embed.computed.get() > 0) {
+            f.gauge(
+                "sluice_embed_embeddings_per_second",
+                "Chunks embedded per second over the last 5 s window or more.",
+                &[("pipeline", pl)],
+                p.embed_rate(),
+            );
+        }
+        for (sink, rows) in &m.sinks {
+            let l = [("pipeline", pl), ("sink", sink.as_str())];
+            f.counter(
+                "sluice_sink_rows_total",
+                "Rows written to the sink.",
+                &l,
+                rows.get(),
+            );
+            if let Some(fill) = fill(format!("sink:{sink}")) {
+                f.gauge(
+                    "sluice_sink_queue_fill",
+                    "How full the sink's input channel is.",
+                    &l,
+                    fill,
+                );
+            }
+        }
+    }
+    f.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_written_once_with_every_sample_and_escaped_labels() {
+        let mut f = Families::default();
+        f.counter("x_total", "X.", &[("pipeline", "a")], 3);
+        f.gauge("y", "Y.", &[("pipeline", "a\"b")], 0.5);
+        f.counter("x_total", "X.", &[("pipeline", "b")], 4);
+        assert_eq!(
+            f.render(),
+            "# HELP x_total X.\n# TYPE x_total counter\nx_total{pipeline=\"a\"} 3\nx_total{pipeline=\"b\"} 4\n\
+             # HELP y Y.\n# TYPE y gauge\ny{pipeline=\"a\\\"b\"} 0.5\n"
+        );
+    }
+}
