@@ -217,3 +217,39 @@ fn emit_to_lists_the_objects_into_a_topic_as_object_events() {
     assert_eq!(urls, want);
     assert!(!ws.path("out").exists(), "emitting reads and writes nothing");
 }
+
+#[test]
+fn a_kafka_backfill_reads_from_the_beginning_in_its_own_group_and_ends() {
+    let svc = services();
+    let topic = unique("backfill-kafka");
+    let group = unique("g");
+    kafka_tool(&svc.kafka, &["create", &topic, "2"], "");
+    let messages: Vec<serde_json::Value> = (0..12)
+        .map(|i| serde_json::json!({"key": format!("k{i}"), "partition": i % 2, "value": format!("Message {i}.")}))
+        .collect();
+    util::produce(&svc.kafka, &topic, &messages);
+    let ws = Workspace::new();
+    // A streaming pipeline: it starts at the latest offset and never ends.
+    ws.write(
+        "p.yaml",
+        format!(
+            "name: events\ncheckpoint: {{interval: 100ms}}\nsource: {{type: kafka, brokers: \"{}\", topics: [{topic}], group_id: {group}, start: latest}}\nsinks:\n  - {{name: out, type: parquet, path: ./out}}\n",
+            svc.kafka
+        ),
+    );
+    // Filters that only a files source has are refused, clearly.
+    let bad = ws.sluice(&["backfill", "p.yaml", "--prefix", "x/"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--prefix, --since and --until apply to files sources")
+    );
+    let out = backfill(&ws, &["--from-beginning"]);
+    assert!(out.starts_with("events: 12 documents"), "{out}");
+    assert_eq!(ws.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out"), 12);
+    // Its offsets are its own group's; the stream's group is untouched.
+    assert_eq!(
+        util::committed(&svc.kafka, &format!("{group}-backfill"), &topic),
+        vec![6, 6]
+    );
+    assert!(util::committed(&svc.kafka, &group, &topic).iter().all(|o| *o < 0));
+}

@@ -182,6 +182,8 @@ pub struct KafkaSource {
     uncommitted: BTreeMap<Epoch, BTreeMap<TopicPartition, i64>>,
     /// Object stores for object events, by bucket URL.
     stores: HashMap<String, Arc<dyn ObjectStore>>,
+    /// When the batch being gathered is due, however often `next_batch` is cancelled.
+    batch_deadline: Option<tokio::time::Instant>,
     /// A `stop_at_end` check under way.
     end_check: Option<tokio::task::JoinHandle<rdkafka::error::KafkaResult<bool>>>,
 }
@@ -204,6 +206,7 @@ impl KafkaSource {
             offsets: BTreeMap::new(),
             uncommitted: BTreeMap::new(),
             stores: HashMap::new(),
+            batch_deadline: None,
             end_check: None,
         })
     }
@@ -535,7 +538,14 @@ impl Source for KafkaSource {
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             self.forget_revoked();
-            let deadline = tokio::time::Instant::now() + self.config.batch_timeout.0;
+            // Kept across cancellations: the engine drops this future at every
+            // checkpoint tick, and a wait that restarted each time never ended
+            // when ticks came faster than `batch_timeout` (regression test:
+            // tests/backfill.rs, a Kafka backfill at a 100 ms interval).
+            let timeout = self.config.batch_timeout.0;
+            let deadline = *self
+                .batch_deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
             while self.inbox.len() < self.config.batch_size {
                 match tokio::time::timeout_at(deadline, recv(&self.consumer)).await {
                     Ok(Ok(m)) => self.inbox.push(m),
@@ -546,6 +556,7 @@ impl Source for KafkaSource {
                     Err(_) => break,
                 }
             }
+            self.batch_deadline = None;
             self.forget_revoked();
             if self.inbox.is_empty() {
                 if self.config.stop_at_end && self.at_end().await? {
