@@ -133,15 +133,14 @@ pub fn describe(p: &PipelineHandle) -> Value {
     let s = p.status();
     let m = p.metrics();
     let plan = p.plan();
-    let channels = m.channels.lock().map(|c| c.clone()).unwrap_or_default();
     let bounds = plan.as_ref().map(|p| p.channels).unwrap_or_default();
     let fill = |channel: &str| -> Value {
-        match channels.iter().find(|c| c.name == channel) {
-            Some(c) => {
-                let rows = c.rows.get() as f64 / bounds.max_rows.max(1) as f64;
-                let bytes = c.bytes.get() as f64 / bounds.max_bytes.max(1) as f64;
-                json!({"rows": c.rows.get(), "bytes": c.bytes.get(), "fill": rows.max(bytes)})
-            }
+        match m.channel(channel) {
+            Some(c) => json!({
+                "rows": c.rows.get(),
+                "bytes": c.bytes.get(),
+                "fill": c.fill(bounds.max_rows, bounds.max_bytes),
+            }),
             None => Value::Null,
         }
     };

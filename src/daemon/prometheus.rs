@@ -180,13 +180,9 @@ pub fn render(daemon: &Daemon) -> String {
             m.dead_letters.get(),
         );
         let bounds = p.plan().map(|p| p.channels).unwrap_or_default();
-        let channels = m.channels.lock().map(|c| c.clone()).unwrap_or_default();
         let fill = |name: String| {
-            channels.iter().find(|c| c.name == name).map(|c| {
-                let rows = c.rows.get() as f64 / bounds.max_rows.max(1) as f64;
-                let bytes = c.bytes.get() as f64 / bounds.max_bytes.max(1) as f64;
-                rows.max(bytes)
-            })
+            m.channel(&name)
+                .map(|c| c.fill(bounds.max_rows, bounds.max_bytes))
         };
         for st in &m.stages {
             let l = [("pipeline", pl), ("stage", st.name.as_str())];

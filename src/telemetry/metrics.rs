@@ -143,7 +143,27 @@ impl PipelineMetrics {
     }
 }
 
+impl ChannelStats {
+    /// How full the channel is, 0 to 1: the larger of its row and byte shares
+    /// of the bounds.
+    pub fn fill(&self, max_rows: usize, max_bytes: usize) -> f64 {
+        let rows = self.rows.get() as f64 / max_rows.max(1) as f64;
+        let bytes = self.bytes.get() as f64 / max_bytes.max(1) as f64;
+        rows.max(bytes)
+    }
+}
+
 impl PipelineMetrics {
+    /// The channel called `name` (`stage:<stage>`, `sink:<sink>`), once created.
+    pub fn channel(&self, name: &str) -> Option<Arc<ChannelStats>> {
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
     /// The highest row count any single channel held.
     pub fn peak_channel_rows(&self) -> u64 {
         self.channels
