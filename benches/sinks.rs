@@ -106,20 +106,43 @@ async fn run(
     batches: &[RecordBatch],
     dir: &std::path::Path,
 ) {
+    run_epochs(name, config, input, batches, dir, 1).await
+}
+
+/// `epochs` epochs of the same rows, checkpointed as the runtime does; from the
+/// second on, every row overwrites one already stored.
+async fn run_epochs(
+    name: &str,
+    config: Box<dyn SinkConfig>,
+    input: SchemaRef,
+    batches: &[RecordBatch],
+    dir: &std::path::Path,
+    epochs: u64,
+) {
     let ctx = context(name, dir);
     let mut sink = config.build(&ctx, input).unwrap();
     sink.open(0).await.unwrap();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let started = Instant::now();
-    for b in batches {
-        sink.write(1, b.clone()).await.unwrap();
+    for epoch in 1..=epochs {
+        let started = Instant::now();
+        if epoch > 1 {
+            sink.checkpointed(epoch - 1).await.unwrap();
+        }
+        for b in batches {
+            sink.write(epoch, b.clone()).await.unwrap();
+        }
+        sink.commit(epoch).await.unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        let name = if epoch == 1 {
+            name.to_string()
+        } else {
+            format!("  epoch {epoch} (overwrites)")
+        };
+        println!(
+            "{name:<28} {rows:>7} rows in {secs:>6.2}s = {:>9.0} rows/s",
+            rows as f64 / secs
+        );
     }
-    sink.commit(1).await.unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{name:<28} {rows:>7} rows in {secs:>6.2}s = {:>9.0} rows/s",
-        rows as f64 / secs
-    );
 }
 
 fn decode<T: serde::de::DeserializeOwned + SinkConfig + 'static>(
@@ -223,12 +246,13 @@ fn main() {
                 "entity": ["chunk_id"], "event_timestamp": "modified_at", "offline": "./features2",
                 "online": {"url": url, "prefix": format!("bench{}", std::process::id())},
             }));
-            run(
+            run_epochs(
                 "feature store (+ Redis)",
                 features,
                 feature_input,
                 &feature_batches,
                 dir.path(),
+                2,
             )
             .await;
         } else {

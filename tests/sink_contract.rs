@@ -58,9 +58,11 @@ fn rows(from: usize, to: usize) -> RecordBatch {
     .unwrap()
 }
 
-fn ctx(dir: &std::path::Path) -> SinkContext {
+/// A context whose pipeline name is `pipeline`: sinks that keep undo logs on a
+/// server name them after it, so tests running at once need their own.
+fn named_ctx(dir: &std::path::Path, pipeline: &str) -> SinkContext {
     SinkContext {
-        pipeline: "contract".into(),
+        pipeline: pipeline.into(),
         name: "sink".into(),
         base_dir: dir.to_path_buf(),
         state_dir: dir.join(".sluice"),
@@ -75,6 +77,21 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = sluice_connector_sdk::Result<usize>>,
 {
+    check_in(config, "contract", input, one, two, count)
+}
+
+fn check_in<C, F, Fut>(
+    config: C,
+    pipeline: &str,
+    input: SchemaRef,
+    one: RecordBatch,
+    two: RecordBatch,
+    count: F,
+) where
+    C: SinkConfig + Clone + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = sluice_connector_sdk::Result<usize>>,
+{
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,7 +100,7 @@ where
     rt.block_on(check_replay_and_rollback(
         || {
             let sink: sluice_connector_sdk::Result<Box<dyn Sink>> =
-                config.build(&ctx(dir.path()), input.clone());
+                config.build(&named_ctx(dir.path(), pipeline), input.clone());
             async move { sink }
         },
         count,
@@ -172,5 +189,174 @@ fn the_feature_store_keeps_the_checkpoint_contract() {
             }
             Ok(n)
         }
+    });
+}
+
+/// The feature-store input: `chunk_id` (the entity), `doc_id` (the feature),
+/// `op`, `modified_at`.
+fn feature_input() -> SchemaRef {
+    Arc::new(schema().project(&[0, 1, 2, 3]).unwrap())
+}
+
+fn online_config(dir: &std::path::Path, prefix: &str) -> sluice_feature_store::FeatureStoreSinkConfig {
+    serde_json::from_value(serde_json::json!({
+        "entity": ["chunk_id"], "event_timestamp": "modified_at",
+        "offline": dir.join("features").to_string_lossy(),
+        "online": {"url": util::services().redis, "prefix": prefix, "ttl": "1h"},
+    }))
+    .unwrap()
+}
+
+async fn redis_keys(pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(util::services().redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+/// Every hash under `pattern`, field by field.
+async fn redis_hashes(pattern: &str) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    let client = redis::Client::open(util::services().redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys = redis_keys(pattern).await;
+    let mut out = std::collections::BTreeMap::new();
+    for k in keys {
+        let mut fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        fields.sort();
+        let ttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut conn).await.unwrap();
+        fields.push(("(has ttl)".into(), (ttl > 0).to_string()));
+        out.insert(k, fields);
+    }
+    out
+}
+
+#[test]
+fn the_online_store_keeps_the_checkpoint_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = util::unique("contract_online");
+    let config = online_config(dir.path(), &pipeline);
+    let cut = |b: RecordBatch| b.project(&[0, 1, 2, 3]).unwrap();
+    let pattern = format!("{pipeline}:*");
+    check_in(
+        config,
+        &pipeline,
+        feature_input(),
+        cut(rows(0, 6)),
+        cut(rows(6, 10)),
+        || {
+            let pattern = pattern.clone();
+            async move { Ok(redis_hashes(&pattern).await.len()) }
+        },
+    );
+}
+
+/// Regression: Redis kept the values of epochs committed but never
+/// checkpointed, so after a crash a document deleted before the restart stayed
+/// online (the kill -9 harness caught it). `open` must put back exactly what
+/// the checkpoint saw: changed values, deleted entities and their TTLs, and
+/// remove entities that epoch created; its undo logs must go once checkpointed.
+#[test]
+fn reopening_restores_the_online_values_of_the_checkpointed_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = util::unique("online_undo");
+    let config = online_config(dir.path(), &pipeline);
+    let ctx = named_ctx(dir.path(), &pipeline);
+    let batch = |rows: &[(&str, &str, &str, i64)]| {
+        RecordBatch::try_new(
+            feature_input(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.3))
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .unwrap()
+    };
+    let one = batch(&[
+        ("a", "v1", "upsert", 10),
+        ("b", "v1", "upsert", 10),
+        ("c", "v1", "upsert", 10),
+    ]);
+    let two = batch(&[
+        ("a", "v2", "upsert", 20),
+        ("b", "", "delete", 20),
+        ("new", "v2", "upsert", 20),
+    ]);
+    let three = batch(&[
+        ("a", "v3", "upsert", 30),
+        ("c", "v3", "upsert", 30),
+        ("later", "v3", "upsert", 30),
+    ]);
+    let entities = format!("{pipeline}:*");
+    let undo_logs = format!("__sluice:undo:{pipeline}:*");
+    let log = |suffix: &str| format!("__sluice:undo:{pipeline}:{pipeline}:sink{suffix}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let build = || config.build(&ctx, feature_input()).unwrap();
+        let mut sink = build();
+        sink.open(0).await.unwrap();
+        sink.write(1, one).await.unwrap();
+        sink.commit(1).await.unwrap();
+        let after_one = redis_hashes(&entities).await;
+        assert_eq!(after_one.len(), 3, "{after_one:?}");
+        // The engine checkpoints 1 and tells the sink before the next commit;
+        // 2 and 3 are committed but a crash comes before their checkpoints.
+        sink.checkpointed(1).await.unwrap();
+        sink.write(2, two.clone()).await.unwrap();
+        sink.commit(2).await.unwrap();
+        sink.write(3, three.clone()).await.unwrap();
+        sink.commit(3).await.unwrap();
+        let after_three = redis_hashes(&entities).await;
+        assert_ne!(after_three, after_one, "epochs 2 and 3 changed Redis");
+        let logs = redis_keys(&undo_logs).await;
+        assert_eq!(
+            logs,
+            [log(""), log(":2"), log(":3")],
+            "epoch 1's log went at its checkpoint"
+        );
+        drop(sink);
+
+        let mut sink = build();
+        sink.open(1).await.unwrap();
+        assert_eq!(
+            redis_hashes(&entities).await,
+            after_one,
+            "open(1) restores epoch 1's values"
+        );
+        for _ in 0..2 {
+            sink.write(2, two.clone()).await.unwrap();
+            sink.commit(2).await.unwrap();
+        }
+        sink.checkpointed(2).await.unwrap();
+        sink.write(3, three.clone()).await.unwrap();
+        sink.commit(3).await.unwrap();
+        assert_eq!(
+            redis_hashes(&entities).await,
+            after_three,
+            "the replay ends where the first run did"
+        );
+        sink.checkpointed(3).await.unwrap();
+        sink.close().await.unwrap();
+        assert_eq!(
+            redis_keys(&undo_logs).await,
+            Vec::<String>::new(),
+            "no undo log outlives its checkpoint"
+        );
     });
 }

@@ -220,6 +220,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
             coordinator: coord_tx.clone(),
             first_epoch,
             metrics: metrics.clone(),
+            checkpointed: committed_rx.clone(),
         };
         set.spawn(task.run());
     }
@@ -237,6 +238,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
             coordinator: coord_tx.clone(),
             first_epoch,
             metrics: metrics.clone(),
+            checkpointed: committed_rx.clone(),
         };
         set.spawn(task.run());
     }

@@ -57,6 +57,10 @@ impl Sink for QueriedSink {
         self.inner.commit(epoch).await
     }
 
+    async fn checkpointed(&mut self, epoch: Epoch) -> sluice_connector_sdk::Result<()> {
+        self.inner.checkpointed(epoch).await
+    }
+
     async fn close(&mut self) -> sluice_connector_sdk::Result<()> {
         self.inner.close().await
     }

@@ -373,6 +373,8 @@ pub struct SinkTask {
     pub coordinator: mpsc::Sender<CoordinatorMsg>,
     pub first_epoch: Epoch,
     pub metrics: Arc<PipelineMetrics>,
+    /// The last checkpointed epoch, passed on to the sink before each commit.
+    pub checkpointed: watch::Receiver<Epoch>,
 }
 
 impl SinkTask {
@@ -393,6 +395,13 @@ impl SinkTask {
                     }
                 }
                 Message::Barrier(e) => {
+                    if self.checkpointed.has_changed().unwrap_or(false) {
+                        let done = *self.checkpointed.borrow_and_update();
+                        self.sink
+                            .checkpointed(done)
+                            .await
+                            .map_err(|err| Error::connector(&what, err))?;
+                    }
                     self.sink
                         .commit(e)
                         .await
@@ -409,6 +418,29 @@ impl SinkTask {
                 Message::End => break,
             }
         }
+        if epoch > self.first_epoch {
+            self.await_last_checkpoint(epoch - 1)
+                .await
+                .map_err(|e| Error::connector(&what, e))?;
+        }
         self.sink.close().await.map_err(|e| Error::connector(&what, e))
+    }
+
+    /// At the end, wait (briefly) for the checkpoint of the last epoch this sink
+    /// committed and pass it on, so the sink drops its undo state now rather
+    /// than at the next `open`. The ack sender goes first: the coordinator ends
+    /// once every participant is done, and the wait with it.
+    async fn await_last_checkpoint(&mut self, last: Epoch) -> sluice_connector_sdk::Result<()> {
+        let (ack, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.coordinator, ack));
+        let wait = self.checkpointed.wait_for(|e| *e >= last);
+        let reached = matches!(
+            tokio::time::timeout(Duration::from_secs(10), wait).await,
+            Ok(Ok(_))
+        );
+        if reached {
+            self.sink.checkpointed(last).await?;
+        }
+        Ok(())
     }
 }

@@ -242,4 +242,22 @@ pub fn assert_sinks_hold(ws: &Workspace, t: &Target, want: &[Row]) {
         *per_doc.entry(f.clone()).or_default() += 1;
     }
     assert_eq!(redis_counts(t), per_doc, "Redis");
+    assert_eq!(
+        redis_undo_logs(t),
+        Vec::<String>::new(),
+        "a finished run leaves no online undo log behind"
+    );
+}
+
+/// The feature store's undo logs for this target's key prefix.
+fn redis_undo_logs(t: &Target) -> Vec<String> {
+    runtime().block_on(async {
+        let client = redis::Client::open(t.redis.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg(format!("__sluice:undo:{}:*", t.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    })
 }

@@ -1,36 +1,104 @@
-//! The online store: Redis, one hash per entity key. The write is a Lua script, so
+//! The online store: Redis, one hash per entity key. Writes are Lua scripts, so
 //! the compare-and-set on the event timestamp happens atomically on the server.
+//!
+//! Redis has no transaction that spans an epoch, so each write first saves the
+//! entity's before-image in the epoch's undo log (a hash, `<undo>:<epoch>`,
+//! listed in the set `<undo>`), once per entity and epoch. `rollback` restores
+//! the before-images of epochs the checkpoint never recorded, newest first, so
+//! the oldest image wins; `forget` drops the logs of checkpointed epochs. Without
+//! this, a crash between a commit and its checkpoint would leave that epoch's
+//! values behind, and a document deleted before the restart would stay online.
 
 use redis::aio::MultiplexedConnection;
-use sluice_connector_sdk::{ConnectorError, Result};
+use sluice_connector_sdk::{ConnectorError, Epoch, Result};
 
-/// KEYS[1]: the entity hash. ARGV[1]: event time (µs), ARGV[2]: ttl in ms (0: none),
-/// then field, value pairs. Writes unless the stored event is newer; returns 1 if
-/// it wrote. Equal times overwrite, so replaying an epoch changes nothing.
+/// Saves KEYS[1]'s before-image in the undo hash KEYS[2] (once per epoch) and
+/// lists epoch ARGV[1] in the index KEYS[3]. No-op when KEYS[2] is absent.
+const SAVE: &str = r#"
+local function save(epoch)
+  if KEYS[2] == nil or redis.call('HEXISTS', KEYS[2], KEYS[1]) == 1 then
+    return
+  end
+  local before = redis.call('HGETALL', KEYS[1])
+  local image = ''
+  if #before > 0 then
+    image = cjson.encode({pttl = redis.call('PTTL', KEYS[1]), fields = before})
+  end
+  redis.call('HSET', KEYS[2], KEYS[1], image)
+  redis.call('SADD', KEYS[3], epoch)
+end
+"#;
+
+/// KEYS: the entity hash, then optionally the undo hash and the undo index.
+/// ARGV[1]: epoch, ARGV[2]: event time (µs), ARGV[3]: ttl in ms (0: none), then
+/// field, value pairs. Writes unless the stored event is newer; returns 1 if it
+/// wrote. Equal times overwrite, so replaying an epoch changes nothing.
 const UPSERT: &str = r#"
 local current = redis.call('HGET', KEYS[1], '__event_timestamp')
-if current and tonumber(current) > tonumber(ARGV[1]) then
+if current and tonumber(current) > tonumber(ARGV[2]) then
   return 0
 end
+save(ARGV[1])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '__event_timestamp', ARGV[1], unpack(ARGV, 3))
-if tonumber(ARGV[2]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[1], '__event_timestamp', ARGV[2], unpack(ARGV, 4))
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 1
 "#;
 
+/// KEYS as for UPSERT, ARGV[1]: epoch.
+const DELETE: &str = r#"
+save(ARGV[1])
+return redis.call('DEL', KEYS[1])
+"#;
+
+/// KEYS[1]: an epoch's undo hash, KEYS[2]: the index, ARGV[1]: the epoch. Puts
+/// back every before-image, then drops the log. Returns the entities restored.
+const RESTORE: &str = r#"
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local key, image = entries[i], entries[i + 1]
+  redis.call('DEL', key)
+  if image ~= '' then
+    local saved = cjson.decode(image)
+    redis.call('HSET', key, unpack(saved.fields))
+    if saved.pttl > 0 then
+      redis.call('PEXPIRE', key, saved.pttl)
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return #entries / 2
+"#;
+
+/// Scripts sent in one round trip.
+const PIPELINE: usize = 512;
+
+/// An entity's event time (µs) and its feature values as text.
+pub type OnlineRow = (i64, Vec<(String, String)>);
+
 pub struct OnlineStore {
     conn: MultiplexedConnection,
-    script: redis::Script,
+    upsert: redis::Script,
+    delete: redis::Script,
     pub prefix: String,
     pub ttl_ms: u64,
+    /// Base name of the undo logs; none when other writers share the keys.
+    undo: Option<String>,
     /// The URL with any password hidden, for errors.
     server: String,
 }
 
 fn redis_err(what: &str, url: &str, e: redis::RedisError) -> ConnectorError {
-    let retry = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout();
+    // NOSCRIPT: Redis restarted and lost the scripts; a reconnect loads them.
+    let noscript = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+    let retry = noscript
+        || e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout();
     let url = sluice_connector_sdk::config::redact_url(url);
     ConnectorError::external(format!("Redis at {url}: {what}"))
         .with_source(e)
@@ -38,7 +106,14 @@ fn redis_err(what: &str, url: &str, e: redis::RedisError) -> ConnectorError {
 }
 
 impl OnlineStore {
-    pub async fn connect(url: &str, prefix: String, ttl_ms: u64) -> Result<OnlineStore> {
+    /// `undo`: the base key of this writer's undo logs, or none to write without
+    /// them (a backfill or a consumer group, whose replay alone is exact).
+    pub async fn connect(
+        url: &str,
+        prefix: String,
+        ttl_ms: u64,
+        undo: Option<String>,
+    ) -> Result<OnlineStore> {
         let client = redis::Client::open(url).map_err(|e| {
             let url = sluice_connector_sdk::config::redact_url(url);
             ConnectorError::user(format!("bad Redis URL {url}")).with_source(e)
@@ -47,11 +122,25 @@ impl OnlineStore {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| redis_err("connect", url, e))?;
+        let mut conn = conn;
+        let (upsert, delete) = (
+            redis::Script::new(&format!("{SAVE}{UPSERT}")),
+            redis::Script::new(&format!("{SAVE}{DELETE}")),
+        );
+        // A pipeline does not load a missing script the way a lone call does.
+        for script in [&upsert, &delete] {
+            script
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| redis_err("loading the write scripts", url, e))?;
+        }
         Ok(OnlineStore {
             conn,
-            script: redis::Script::new(UPSERT),
+            upsert,
+            delete,
             prefix,
             ttl_ms,
+            undo,
             server: url.to_string(),
         })
     }
@@ -60,26 +149,101 @@ impl OnlineStore {
         format!("{}:{entity}", self.prefix)
     }
 
-    /// Write `fields` for `entity` unless Redis holds a newer event. True if written.
-    pub async fn upsert(&mut self, entity: &str, event_us: i64, fields: &[(String, String)]) -> Result<bool> {
-        let mut inv = self.script.key(self.key(entity));
-        inv.arg(event_us).arg(self.ttl_ms);
-        for (k, v) in fields {
-            inv.arg(k).arg(v);
+    /// The entity's key, then the epoch's undo hash and the undo index.
+    fn invocation<'a>(
+        &self,
+        script: &'a redis::Script,
+        entity: &str,
+        epoch: Epoch,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.key(self.key(entity));
+        if let Some(undo) = &self.undo {
+            inv.key(format!("{undo}:{epoch}")).key(undo);
         }
-        let wrote: i64 = inv
-            .invoke_async(&mut self.conn)
-            .await
-            .map_err(|e| redis_err("writing features", &self.server, e))?;
-        Ok(wrote == 1)
+        inv.arg(epoch);
+        inv
     }
 
-    pub async fn delete(&mut self, entity: &str) -> Result<()> {
-        let key = self.key(entity);
-        redis::cmd("DEL")
-            .arg(&key)
-            .query_async::<()>(&mut self.conn)
+    /// Apply an epoch's writes in order: `None` deletes the entity, `Some` writes
+    /// its features unless Redis holds a newer event. The scripts go out
+    /// pipelined, [`PIPELINE`] to a round trip; Redis runs them in order.
+    pub async fn apply(&mut self, epoch: Epoch, work: &[(String, Option<OnlineRow>)]) -> Result<()> {
+        for part in work.chunks(PIPELINE) {
+            let mut pipe = redis::pipe();
+            for (entity, row) in part {
+                match row {
+                    None => pipe.invoke_script(&self.invocation(&self.delete, entity, epoch)),
+                    Some((event_us, fields)) => {
+                        let mut inv = self.invocation(&self.upsert, entity, epoch);
+                        inv.arg(event_us).arg(self.ttl_ms);
+                        for (k, v) in fields {
+                            inv.arg(k).arg(v);
+                        }
+                        pipe.invoke_script(&inv)
+                    }
+                };
+            }
+            pipe.query_async::<()>(&mut self.conn)
+                .await
+                .map_err(|e| redis_err("writing features", &self.server, e))?;
+        }
+        Ok(())
+    }
+
+    /// The epochs that have an undo log, oldest first.
+    async fn logged_epochs(&mut self, undo: &str) -> Result<Vec<Epoch>> {
+        let mut epochs: Vec<Epoch> = redis::cmd("SMEMBERS")
+            .arg(undo)
+            .query_async(&mut self.conn)
             .await
-            .map_err(|e| redis_err("deleting features", &self.server, e))
+            .map_err(|e| redis_err("reading the undo log", &self.server, e))?;
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
+    /// Undo every epoch after `committed`, newest first; returns the entities
+    /// restored. Each epoch is restored by one script, so a crash mid-way leaves
+    /// whole epochs, and the next `rollback` finishes the job.
+    pub async fn rollback(&mut self, committed: Epoch) -> Result<u64> {
+        let Some(undo) = self.undo.clone() else {
+            return Ok(0);
+        };
+        let restore = redis::Script::new(RESTORE);
+        let mut restored = 0;
+        for epoch in self.logged_epochs(&undo).await?.into_iter().rev() {
+            if epoch <= committed {
+                break;
+            }
+            let n: u64 = restore
+                .key(format!("{undo}:{epoch}"))
+                .key(&undo)
+                .arg(epoch)
+                .invoke_async(&mut self.conn)
+                .await
+                .map_err(|e| redis_err("restoring values from the undo log", &self.server, e))?;
+            restored += n;
+        }
+        self.forget(committed).await?;
+        Ok(restored)
+    }
+
+    /// Drop the undo logs of epochs up to `checkpointed`.
+    pub async fn forget(&mut self, checkpointed: Epoch) -> Result<()> {
+        let Some(undo) = self.undo.clone() else {
+            return Ok(());
+        };
+        for epoch in self.logged_epochs(&undo).await? {
+            if epoch > checkpointed {
+                break;
+            }
+            redis::pipe()
+                .atomic()
+                .del(format!("{undo}:{epoch}"))
+                .srem(&undo, epoch)
+                .query_async::<()>(&mut self.conn)
+                .await
+                .map_err(|e| redis_err("dropping an undo log", &self.server, e))?;
+        }
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
 
 use crate::config::{FeatureStoreSinkConfig, EVENT_TIMESTAMP};
 use crate::offline::OfflineStore;
-use crate::online::OnlineStore;
+use crate::online::{OnlineRow, OnlineStore};
 
 pub struct FeatureStoreSink {
     config: FeatureStoreSinkConfig,
@@ -20,6 +20,8 @@ pub struct FeatureStoreSink {
     name: String,
     base_dir: std::path::PathBuf,
     pending: Vec<RecordBatch>,
+    /// Base key of the online undo logs; none for a shared or backfill writer.
+    undo: Option<String>,
 }
 
 impl FeatureStoreSink {
@@ -31,6 +33,7 @@ impl FeatureStoreSink {
             stem: ctx.epoch_stem(),
         };
         Ok(FeatureStoreSink {
+            undo: undo_key(&config, ctx),
             config,
             input,
             offline,
@@ -66,7 +69,12 @@ impl FeatureStoreSink {
             .collect())
     }
 
-    async fn write_online(&mut self, deletes: &[RecordBatch], shaped: &[RecordBatch]) -> Result<()> {
+    async fn write_online(
+        &mut self,
+        epoch: Epoch,
+        deletes: &[RecordBatch],
+        shaped: &[RecordBatch],
+    ) -> Result<()> {
         let mut work: Vec<(String, Option<OnlineRow>)> = Vec::new();
         for b in deletes {
             for k in self.keys(b)? {
@@ -105,15 +113,7 @@ impl FeatureStoreSink {
         let Some(online) = self.online.as_mut() else {
             return Ok(());
         };
-        for (key, row) in work {
-            match row {
-                None => online.delete(&key).await?,
-                Some((ts, values)) => {
-                    online.upsert(&key, ts, &values).await?;
-                }
-            }
-        }
-        Ok(())
+        online.apply(epoch, &work).await
     }
 }
 
@@ -140,11 +140,16 @@ impl FeatureStoreSink {
     }
 
     /// Connect if need be, then write the epoch's online rows.
-    async fn write_online_once(&mut self, deletes: &[RecordBatch], shaped: &[RecordBatch]) -> Result<()> {
+    async fn write_online_once(
+        &mut self,
+        epoch: Epoch,
+        deletes: &[RecordBatch],
+        shaped: &[RecordBatch],
+    ) -> Result<()> {
         if self.online.is_none() {
             self.connect_online().await?;
         }
-        self.write_online(deletes, shaped).await
+        self.write_online(epoch, deletes, shaped).await
     }
 
     async fn connect_online(&mut self) -> Result<()> {
@@ -152,13 +157,35 @@ impl FeatureStoreSink {
             return Ok(());
         };
         let ttl = spec.ttl.map(|t| t.0.as_millis() as u64).unwrap_or(0);
-        self.online = Some(OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl).await?);
+        let store = OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl, self.undo.clone()).await?;
+        self.online = Some(store);
+        Ok(())
+    }
+
+    /// Connect and undo the online writes of epochs after `committed`.
+    async fn rollback_online(&mut self, committed: Epoch) -> Result<()> {
+        if self.online.is_none() {
+            self.connect_online().await?;
+        }
+        let Some(online) = self.online.as_mut() else {
+            return Ok(());
+        };
+        let restored = online.rollback(committed).await?;
+        if restored > 0 {
+            tracing::info!(sink = %self.name, entities = restored, "restored online values from before epoch {}", committed + 1);
+        }
         Ok(())
     }
 }
 
-/// An entity's event time (µs) and its feature values as text.
-type OnlineRow = (i64, Vec<(String, String)>);
+/// The base key of this writer's online undo logs,
+/// `__sluice:undo:<prefix>:<pipeline>:<sink>`: pipelines of one name in
+/// different folders keep apart as long as their key prefixes do. None for a
+/// shared or backfill writer, whose replay alone is exact (see [`SinkContext`]).
+fn undo_key(config: &FeatureStoreSinkConfig, ctx: &SinkContext) -> Option<String> {
+    let online = config.online.as_ref()?;
+    (!ctx.shared).then(|| format!("__sluice:undo:{}:{}:{}", online.prefix, ctx.pipeline, ctx.name))
+}
 
 fn is_delete(batch: &RecordBatch) -> Vec<bool> {
     match batch.column_by_name("op") {
@@ -180,7 +207,8 @@ impl Sink for FeatureStoreSink {
         }
         if self.config.online.is_some() {
             let mut retry = self.retry();
-            while let Err(e) = self.connect_online().await {
+            while let Err(e) = self.rollback_online(committed).await {
+                self.online = None;
                 retry.wait(e, &self.name, &self.redis()).await?;
             }
         }
@@ -230,11 +258,21 @@ impl Sink for FeatureStoreSink {
         // Online writes are idempotent (compare-and-set, deletes): after a lost
         // connection the whole epoch is written again.
         let mut retry = self.retry();
-        while let Err(e) = self.write_online_once(&deletes, &shaped).await {
+        while let Err(e) = self.write_online_once(epoch, &deletes, &shaped).await {
             self.online = None;
             retry.wait(e, &self.name, &self.redis()).await?;
         }
         self.pending.clear();
+        Ok(())
+    }
+
+    async fn checkpointed(&mut self, epoch: Epoch) -> Result<()> {
+        // Best effort: a log left behind is dropped by a later call or `open`.
+        if let Some(online) = self.online.as_mut() {
+            if let Err(e) = online.forget(epoch).await {
+                tracing::warn!(sink = %self.name, "could not drop the online undo logs up to epoch {epoch}: {e}");
+            }
+        }
         Ok(())
     }
 }

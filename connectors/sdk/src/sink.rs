@@ -49,6 +49,8 @@ impl SinkContext {
 /// - Replaying an epoch (the same rows, written again after a crash) changes nothing.
 /// - `open(committed)` discards whatever was committed for epochs after `committed`:
 ///   a crash can fall between a sink's commit and the checkpoint that records it.
+///   A sink commits epoch `e + 1` before `e` need be checkpointed (the others may
+///   still be committing `e`), so more than one epoch can need discarding.
 #[async_trait::async_trait]
 pub trait Sink: Send {
     /// Prepare to write; roll back epochs newer than `committed`.
@@ -59,6 +61,14 @@ pub trait Sink: Send {
 
     /// Make everything written for `epoch` durable.
     async fn commit(&mut self, epoch: Epoch) -> Result<()>;
+
+    /// The checkpoint now records `epoch`: no `open` will roll back epochs up to
+    /// it, so undo state kept for them may go. Called before a later `commit`,
+    /// not necessarily for every epoch; a sink that rolls back by its own epoch
+    /// stamps needs nothing here.
+    async fn checkpointed(&mut self, _epoch: Epoch) -> Result<()> {
+        Ok(())
+    }
 
     /// Release resources after the last commit.
     async fn close(&mut self) -> Result<()> {
