@@ -360,3 +360,44 @@ fn reopening_restores_the_online_values_of_the_checkpointed_epoch() {
         );
     });
 }
+
+/// Regression: sinks starting at once on a fresh database (a daemon's pipelines,
+/// or the tests of one suite) raced on `CREATE EXTENSION IF NOT EXISTS vector`,
+/// and all but one could fail with a duplicate key in `pg_extension`.
+#[test]
+fn pgvector_sinks_starting_together_on_a_fresh_database_all_open() {
+    let url = util::services().pg;
+    let db = util::unique("fresh");
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let fresh = format!("{base}/{db}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = |sql: String| {
+        let url = url.clone();
+        async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c.batch_execute(&sql).await.unwrap();
+        }
+    };
+    rt.block_on(admin(format!("CREATE DATABASE {db}")));
+    let dir = tempfile::tempdir().unwrap();
+    let opened = rt.block_on(async {
+        let opens = (0..6).map(|i| {
+            let config: sluice_pgvector::PgVectorSinkConfig =
+                serde_json::from_value(serde_json::json!({"url": fresh, "table": format!("t{i}")})).unwrap();
+            let mut sink = config
+                .build(&named_ctx(dir.path(), &format!("p{i}")), schema())
+                .unwrap();
+            async move { sink.open(0).await.map_err(|e| e.to_string()) }
+        });
+        futures::future::join_all(opens).await
+    });
+    rt.block_on(admin(format!("DROP DATABASE {db} WITH (FORCE)")));
+    let failed: Vec<&String> = opened.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -212,12 +212,23 @@ impl PgVectorSink {
                 )));
             }
         }
+        // One transaction under a lock shared by every sluice process: `IF NOT
+        // EXISTS` does not make concurrent DDL safe (two sinks starting at once on
+        // a fresh database both try to create the extension, and one fails).
+        client
+            .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(hashtext('sluice:pgvector:ddl'))")
+            .await
+            .map_err(|e| pg_err(&server, "taking the DDL lock", e))?;
         for stmt in &ddl {
-            client
-                .batch_execute(stmt)
-                .await
-                .map_err(|e| pg_err(&server, &format!("`{stmt}`"), e))?;
+            if let Err(e) = client.batch_execute(stmt).await {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(pg_err(&server, &format!("`{stmt}`"), e));
+            }
         }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg_err(&server, "committing the table set-up", e))?;
         let vector: Type = client
             .query_one("SELECT 'vector'::regtype::oid", &[])
             .await
