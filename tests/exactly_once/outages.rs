@@ -166,7 +166,14 @@ fn the_object_store_under_lancedb_cut_off_mid_run_loses_nothing() {
     let uri = format!("s3://{bucket}/db");
     let target = Target::on(&services.env, "s3_outage");
     let ws = setup(&target, DOCS);
-    let lance = crate::util::lance_sink_yaml(&uri, &options);
+    // Lance retries on its own first (its AIMD throttle layer, each try up to 4
+    // object_store requests), for longer than any fixed outage here when it is
+    // on: turned off, object_store's three retries give up within a second and
+    // the sink's own retry has to ride the outage out. With it on (the default)
+    // CI saw Lance absorb an 8 s outage, so `retrying` never showed.
+    let mut sink_options = options.clone();
+    sink_options.push(("lance_aimd_max_retries".into(), "0".into()));
+    let lance = crate::util::lance_sink_yaml(&uri, &sink_options);
     let p = pipeline(&target).replace(
         "{name: vectors, type: lancedb, uri: ./lance, table: chunks}",
         &lance,

@@ -42,8 +42,26 @@ fn lance_err(what: impl Into<String>, e: lancedb::Error) -> ConnectorError {
             | lancedb::Error::Lance { .. }
             | lancedb::Error::Runtime { .. }
             | lancedb::Error::Timeout { .. }
-    );
+    ) || matches!(&e, lancedb::Error::External { source } if commit_status_unknown(source.as_ref()));
     ConnectorError::external(what).with_source(e).retryable(transient)
+}
+
+/// The store failed while Lance committed a version and then while it checked
+/// whether the version landed. Retrying the epoch is safe either way: it deletes
+/// the epoch's documents before adding them again. (lancedb passes the error on
+/// as a transparent `External`, whose `source()` skips it, so the caller looks
+/// at the boxed error itself.)
+fn commit_status_unknown(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if e.downcast_ref::<lance_core::error::CommitStatusUnknownError>()
+            .is_some()
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// `'a', 'b'` with quotes doubled, for a delete predicate.
@@ -190,6 +208,12 @@ impl Sink for LanceDbSink {
             retry
                 .wait(e, &self.name, &format!("LanceDB at {}", self.uri))
                 .await?;
+            // A failed commit may have landed after all: look at the newest
+            // version before trying again (if the store still fails, so will
+            // the next try, and the retry goes on).
+            if let Some(table) = &self.table {
+                let _ = table.checkout_latest().await;
+            }
         }
         self.pending.clear();
         self.maybe_index().await
@@ -302,4 +326,23 @@ pub async fn rebuild_index(uri: &str, config: &LanceDbSinkConfig) -> Result<Stri
         "built a {:?} index ({:?}) on `{}` over {rows} rows",
         spec.kind, spec.metric, config.embedding_column
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a commit whose outcome Lance could not verify (the store
+    /// went away mid-commit) stopped the run instead of being retried.
+    #[test]
+    fn a_commit_of_unknown_outcome_is_retryable() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store down");
+        let lance = lance_core::Error::commit_status_unknown_source(3, Box::new(io));
+        let e = lance_err("adding rows", lancedb::Error::from(lance));
+        assert!(e.retryable, "{e}");
+        let schema = lancedb::Error::Schema {
+            message: "bad".into(),
+        };
+        assert!(!lance_err("adding rows", schema).retryable);
+    }
 }
