@@ -164,7 +164,16 @@ fn every_malformed_file_is_output_or_a_readable_dead_letter() {
     };
     expect("too-big.txt", "over max_file_size");
     expect("empty.txt", "no text");
-    expect("panics.pdf", "panicked");
+    // Under a loaded machine (CI runs the suite on 2 cores) the 300 ms deadline
+    // can trip before the parser reaches its panic: either is a clear dead
+    // letter here. `corrupt_and_panicking_pdfs_go_to_the_dlq_and_the_rest_is_written`
+    // (tests/pipeline.rs) proves the panic itself is caught, with a 10 s deadline.
+    let r = letters.get("panics.pdf").expect("panics.pdf not in the DLQ");
+    assert!(
+        r.iter()
+            .any(|r| r.contains("panicked") || r.contains("timed out")),
+        "panics.pdf: {r:?}"
+    );
     expect("slow.pdf", "timed out");
     expect("bad-utf8-0.txt", "UTF-8");
     expect("broken.json", "parse");
