@@ -118,11 +118,10 @@ impl OnlineStore {
             let url = sluice_connector_sdk::config::redact_url(url);
             ConnectorError::user(format!("bad Redis URL {url}")).with_source(e)
         })?;
-        let conn = client
+        let mut conn = client
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| redis_err("connect", url, e))?;
-        let mut conn = conn;
         let (upsert, delete) = (
             redis::Script::new(&format!("{SAVE}{UPSERT}")),
             redis::Script::new(&format!("{SAVE}{DELETE}")),

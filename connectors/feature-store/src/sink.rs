@@ -69,6 +69,7 @@ impl FeatureStoreSink {
             .collect())
     }
 
+    /// Write the epoch's online rows, connecting if need be.
     async fn write_online(
         &mut self,
         epoch: Epoch,
@@ -110,7 +111,7 @@ impl FeatureStoreSink {
                 work.push((key, Some((ts.value(r), values))));
             }
         }
-        let Some(online) = self.online.as_mut() else {
+        let Some(online) = self.online().await? else {
             return Ok(());
         };
         online.apply(epoch, &work).await
@@ -139,35 +140,22 @@ impl FeatureStoreSink {
         format!("Redis at {}", sluice_connector_sdk::config::redact_url(url))
     }
 
-    /// Connect if need be, then write the epoch's online rows.
-    async fn write_online_once(
-        &mut self,
-        epoch: Epoch,
-        deletes: &[RecordBatch],
-        shaped: &[RecordBatch],
-    ) -> Result<()> {
-        if self.online.is_none() {
-            self.connect_online().await?;
-        }
-        self.write_online(epoch, deletes, shaped).await
-    }
-
-    async fn connect_online(&mut self) -> Result<()> {
+    /// The online store, connected if need be; none when the sink has none.
+    async fn online(&mut self) -> Result<Option<&mut OnlineStore>> {
         let Some(spec) = &self.config.online else {
-            return Ok(());
+            return Ok(None);
         };
-        let ttl = spec.ttl.map(|t| t.0.as_millis() as u64).unwrap_or(0);
-        let store = OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl, self.undo.clone()).await?;
-        self.online = Some(store);
-        Ok(())
+        if self.online.is_none() {
+            let ttl = spec.ttl.map(|t| t.0.as_millis() as u64).unwrap_or(0);
+            let store = OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl, self.undo.clone()).await?;
+            self.online = Some(store);
+        }
+        Ok(self.online.as_mut())
     }
 
     /// Connect and undo the online writes of epochs after `committed`.
     async fn rollback_online(&mut self, committed: Epoch) -> Result<()> {
-        if self.online.is_none() {
-            self.connect_online().await?;
-        }
-        let Some(online) = self.online.as_mut() else {
+        let Some(online) = self.online().await? else {
             return Ok(());
         };
         let restored = online.rollback(committed).await?;
@@ -258,7 +246,7 @@ impl Sink for FeatureStoreSink {
         // Online writes are idempotent (compare-and-set, deletes): after a lost
         // connection the whole epoch is written again.
         let mut retry = self.retry();
-        while let Err(e) = self.write_online_once(epoch, &deletes, &shaped).await {
+        while let Err(e) = self.write_online(epoch, &deletes, &shaped).await {
             self.online = None;
             retry.wait(e, &self.name, &self.redis()).await?;
         }
