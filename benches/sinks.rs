@@ -96,6 +96,7 @@ fn context(name: &str, dir: &std::path::Path) -> SinkContext {
         state_dir: dir.join(".sluice"),
         shared: false,
         backfill: false,
+        dead_letters: Default::default(),
     }
 }
 

@@ -31,6 +31,34 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The checkpoint could not be written: the run stops, nothing after the
+    /// last checkpoint counts, and the next start replays it.
+    #[error("the checkpoint of epoch {epoch} could not be written ({tries} tries): {source}")]
+    Checkpoint {
+        epoch: u64,
+        tries: u32,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Another process (or another pipeline run) owns the state folder.
+    #[error(
+        "the state folder {} is in use by {holder}; stop that process first, or give this run its own state_dir (or --state)",
+        state_dir.display()
+    )]
+    StateInUse {
+        state_dir: std::path::PathBuf,
+        holder: String,
+    },
+    /// The checkpoint in the state folder belongs to another pipeline.
+    #[error(
+        "the checkpoint {} was written by pipeline `{found}`, not `{expected}`; give each pipeline its own state_dir",
+        path.display()
+    )]
+    ForeignCheckpoint {
+        path: std::path::PathBuf,
+        expected: String,
+        found: String,
+    },
     /// An invariant of sluice broke: a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,8 +84,8 @@ impl Error {
     /// True when the user can fix it by changing the pipeline or the query.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Invalid(_) | Error::Sql(_) | Error::Usage(_) => true,
-            Error::Connector { source, .. } => source.kind == ErrorKind::User,
+            Error::Invalid(_) | Error::Sql(_) | Error::Usage(_) | Error::ForeignCheckpoint { .. } => true,
+            Error::Connector { source, .. } => matches!(source.kind, ErrorKind::User | ErrorKind::Data),
             _ => false,
         }
     }

@@ -21,6 +21,18 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    // A parser worker (see sluice::stages::parse::worker), not the CLI.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(sluice::stages::parse::worker::WORKER_ARG) {
+        let code = sluice::stages::parse::worker::main(&args.next().unwrap_or_default());
+        return ExitCode::from(code as u8);
+    }
+    // SLUICE_PARSE_WORKERS=0 parses in-process (on threads with a deadline),
+    // where starting processes is not allowed; and for measuring the workers' cost.
+    let workers = std::env::var("SLUICE_PARSE_WORKERS").map_or(true, |v| v != "0");
+    if let (true, Ok(exe)) = (workers, std::env::current_exe()) {
+        sluice::stages::parse::worker::enable(exe);
+    }
     let cli = Cli::parse();
     sluice::telemetry::init(cli.log_format, cli.verbose);
     sluice::stages::parse::install_panic_hook();
@@ -38,7 +50,7 @@ fn main() -> ExitCode {
                 Some(err) if err.is_user_error() => EXIT_INVALID,
                 _ => EXIT_FAILED,
             };
-            eprintln!("error: {}", describe(&e));
+            eprintln!("error: {}", sluice::telemetry::secrets::scrub(&describe(&e)));
             ExitCode::from(code)
         }
     }

@@ -106,6 +106,7 @@ impl Plan {
             state_dir: self.state_dir.clone(),
             shared: self.source.config.shares_sinks() || self.backfill,
             backfill: self.backfill,
+            dead_letters: Default::default(),
         }
     }
 

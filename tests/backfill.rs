@@ -42,12 +42,12 @@ fn a_killed_backfill_resumes_exactly_once_beside_a_streaming_run_it_never_distur
         );
     }
     ws.ok(&["run", "--no-progress", "p.yaml"]);
-    let stream_checkpoint = std::fs::read(ws.path(".sluice/checkpoint.json")).unwrap();
+    let stream_checkpoint = std::fs::read(ws.path(".sluice/history/checkpoint.json")).unwrap();
     // History arrives: slow PDFs, so the backfill can be killed mid-way.
     for i in 0..40 {
         ws.write(&format!("data/history/{i:02}.pdf"), slow_pdf(30_000 + i));
     }
-    let backfill_checkpoint = ws.path(".sluice/backfill/checkpoint.json");
+    let backfill_checkpoint = ws.path(".sluice/history/backfill/checkpoint.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["backfill", "--no-progress", "p.yaml", "--concurrency", "1"])
         .current_dir(ws.dir.path())
@@ -72,7 +72,7 @@ fn a_killed_backfill_resumes_exactly_once_beside_a_streaming_run_it_never_distur
     child.wait().unwrap();
     let at_kill = checkpoint_epoch(&backfill_checkpoint).unwrap();
     assert_eq!(
-        std::fs::read(ws.path(".sluice/checkpoint.json")).unwrap(),
+        std::fs::read(ws.path(".sluice/history/checkpoint.json")).unwrap(),
         stream_checkpoint,
         "the backfill touched the stream's checkpoint"
     );
@@ -163,15 +163,22 @@ fn dry_run_counts_the_documents_and_bytes_the_filters_select() {
         out.contains(&format!("history: 3 documents, {bytes_a} bytes")),
         "{out}"
     );
-    assert!(out.contains("estimate: about"), "{out}");
-    assert!(out.contains("tokens"), "{out}");
+    // No embed stage: about 4 bytes a token, scaled from a sample of all three.
+    assert!(
+        out.contains(&format!("estimate: about {} tokens", bytes_a / 4)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("from 3 sample documents, {bytes_a} bytes")),
+        "{out}"
+    );
     let out = backfill(&ws, &["--dry-run", "--until", "2020-01-01"]);
     assert!(out.contains("history: 1 documents, 17 bytes"), "{out}");
     let out = backfill(&ws, &["--dry-run"]);
     assert!(out.contains("history: 5 documents"), "{out}");
     // Nothing was written.
     assert!(!ws.path("out").exists());
-    assert!(!ws.path(".sluice/backfill/checkpoint.json").exists());
+    assert!(!ws.path(".sluice/history/backfill/checkpoint.json").exists());
     // A date sluice cannot read is refused as a usage error.
     let bad = ws.sluice(&["backfill", "--dry-run", "p.yaml", "--since", "yesterday"]);
     assert_eq!(bad.status.code(), Some(2));
@@ -189,7 +196,7 @@ fn emit_to_lists_the_objects_into_a_topic_as_object_events() {
         ws.write(&format!("data/{i}.md"), format!("# {i}\n"));
     }
     let target = format!("kafka://{}/{topic}", svc.kafka);
-    // One record per producer batch: tansu mishandles multi-record batches (services.md).
+    // One record per producer batch: tansu mishandles multi-record batches.
     let out = backfill(
         &ws,
         &[

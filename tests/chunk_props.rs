@@ -63,6 +63,14 @@ proptest! {
                 let prev = spans[i - 1];
                 prop_assert!(s.byte_start > prev.byte_start, "no progress");
                 prop_assert!(s.byte_start <= prev.byte_end, "gap between chunks");
+                // The text two chunks share is the overlap: none without one, and
+                // never more than `overlap_tokens` (plus the re-encoding slack).
+                if overlap == 0 {
+                    prop_assert_eq!(s.byte_start, prev.byte_end, "overlap without overlap_tokens");
+                } else {
+                    let shared = count_tokens(encoding, &text[s.byte_start..prev.byte_end]);
+                    prop_assert!(shared <= overlap + 2, "{} tokens shared, overlap {}", shared, overlap);
+                }
             }
         }
         // Token counts add up to the document's when there is no overlap.
@@ -70,6 +78,25 @@ proptest! {
             let total: usize = spans.iter().map(|s| s.token_count).sum();
             prop_assert_eq!(total, count_tokens(encoding, &text));
         }
+    }
+}
+
+/// On prose, consecutive chunks share between one token and `overlap_tokens`.
+#[test]
+fn prose_chunks_overlap_by_about_overlap_tokens() {
+    let text = "The river carried the boats down to the sea, past mills and towns and fields. ".repeat(40);
+    let splitter = Splitter {
+        encoding: Encoding::Cl100kBase,
+        max_tokens: 32,
+        overlap_tokens: 8,
+        strategy: Boundaries::Text,
+    };
+    let spans = splitter.split(&text);
+    assert!(spans.len() > 10, "{} chunks", spans.len());
+    for pair in spans.windows(2) {
+        let shared = &text[pair[1].byte_start..pair[0].byte_end.max(pair[1].byte_start)];
+        let tokens = count_tokens(Encoding::Cl100kBase, shared);
+        assert!((1..=10).contains(&tokens), "{tokens} tokens shared: {shared:?}");
     }
 }
 

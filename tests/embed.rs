@@ -247,8 +247,8 @@ fn the_cache_skips_unchanged_chunks_across_runs() {
     assert_eq!(dims, vec![serde_json::json!({"d": 384})]);
 
     // Same corpus, fresh state except for the cache: nothing is computed.
-    std::fs::remove_file(ws.path(".sluice/checkpoint.json")).unwrap();
-    std::fs::remove_dir_all(ws.path(".sluice/taps")).unwrap();
+    std::fs::remove_file(ws.path(".sluice/embed-test/checkpoint.json")).unwrap();
+    std::fs::remove_dir_all(ws.path(".sluice/embed-test/taps")).unwrap();
     let again = ws.ok(&["run", "p.yaml"]);
     assert_eq!(embed_counts(&again), (0, chunks), "{again}");
 

@@ -124,7 +124,7 @@ fn kafka_docs_example_ingests_a_topic_and_feeds_another() {
         ("KAFKA_GROUP", unique("g")),
         ("KAFKA_STOP_AT_END", "true".into()),
         ("SLUICE_STATE", ws.path("state").to_string_lossy().into_owned()),
-        // tansu mishandles multi-record producer batches (../shared/services.md).
+        // tansu mishandles multi-record producer batches.
         ("KAFKA_LINGER_MS", "0".into()),
         ("KAFKA_BATCH_MESSAGES", "1".into()),
     ];
@@ -177,6 +177,7 @@ fn kafka_s3_events_example_fetches_the_objects_events_name() {
         ("KAFKA_GROUP", unique("g")),
         ("KAFKA_STOP_AT_END", "true".into()),
         ("SLUICE_STATE", ws.path("state").to_string_lossy().into_owned()),
+        ("EVENTS_ALLOW", format!("s3://{bucket}/in/")),
     ]);
     let p = pipeline("kafka-s3-events.yaml");
     sluice(ws.dir.path(), &env, &["validate", &p]);

@@ -57,7 +57,7 @@ stages:
   - {{name: chunks, type: chunk, max_tokens: 64, overlap_tokens: 0}}
 sinks:
   - {{name: out, type: parquet, path: ./out}}
-  # One record per producer batch: tansu mishandles multi-record batches (services.md).
+  # One record per producer batch: tansu mishandles multi-record batches.
   - {{name: downstream, type: kafka, brokers: "{brokers}", topic: {out_topic}, options: {{batch.num.messages: "1", linger.ms: "0"}}}}
 "#
         ),
@@ -152,6 +152,10 @@ fn object_events_fetch_from_s3_and_bad_messages_are_dead_lettered() {
         json!({"key": null, "value": "{not json"}),
         json!({"key": null, "value": json!({"url": format!("s3://{bucket}/in/missing.txt")}).to_string()}),
         json!({"key": null, "value": notification("ObjectRemoved:Delete", "in/b.txt")}),
+        // Outside `allow`: a local file, another prefix of the bucket, a climb out.
+        json!({"key": null, "value": json!({"url": "file:///etc/hostname"}).to_string()}),
+        json!({"key": null, "value": json!({"url": format!("s3://{bucket}/secret/x.txt")}).to_string()}),
+        json!({"key": null, "value": json!({"url": format!("s3://{bucket}/in/../secret/x.txt")}).to_string()}),
     ];
     produce(&brokers, &topic, &events);
     let ws = Workspace::new();
@@ -165,6 +169,7 @@ source:
   topics: [{topic}]
   group_id: {group}
   mode: object_events
+  allow: ["s3://{bucket}/in/"]
   stop_at_end: true
   storage_options: {{endpoint: "{s3}", region: us-east-1, access_key_id: t, secret_access_key: t}}
 stages:
@@ -178,7 +183,7 @@ sinks:
     );
     ws.ok(&["validate", "p.yaml"]);
     let summary = ws.ok(&["run", "p.yaml"]);
-    assert!(summary.contains("2 dead letters"), "{summary}");
+    assert!(summary.contains("5 dead letters"), "{summary}");
     let docs = ws.query("p.yaml", "SELECT doc_id, text FROM out ORDER BY doc_id");
     let ids: Vec<&str> = docs.iter().map(|r| r["doc_id"].as_str().unwrap()).collect();
     assert_eq!(
@@ -190,7 +195,24 @@ sinks:
         "b.txt was created, then deleted"
     );
     assert!(docs[0]["text"].as_str().unwrap().contains("First object."));
-    let letters = ws.query("p.yaml", "SELECT doc_id, error FROM dead_letters ORDER BY error");
+    let refused = ws.query(
+        "p.yaml",
+        "SELECT doc_id, error FROM dead_letters WHERE error LIKE '%allow%' OR error LIKE '%segment%' ORDER BY doc_id",
+    );
+    let refused: Vec<&str> = refused.iter().map(|r| r["doc_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        refused,
+        [
+            "file:///etc/hostname".to_string(),
+            format!("s3://{bucket}/in/../secret/x.txt"),
+            format!("s3://{bucket}/secret/x.txt"),
+        ],
+        "events outside `allow` are dead letters, never fetched"
+    );
+    let letters = ws.query(
+        "p.yaml",
+        "SELECT doc_id, error FROM dead_letters WHERE error NOT LIKE '%allow%' AND error NOT LIKE '%segment%' ORDER BY error",
+    );
     assert_eq!(letters.len(), 2, "{letters:?}");
     let errors: Vec<&str> = letters.iter().map(|r| r["error"].as_str().unwrap()).collect();
     assert!(errors[0].starts_with("bad object event: not JSON"), "{errors:?}");
@@ -227,7 +249,7 @@ fn a_bad_kafka_config_reports_every_error() {
 
 /// The checkpointed epoch and Kafka offsets (by partition), if a checkpoint exists.
 fn checkpoint(ws: &Workspace) -> Option<(u64, Vec<i64>)> {
-    let text = std::fs::read_to_string(ws.path(".sluice/checkpoint.json")).ok()?;
+    let text = std::fs::read_to_string(ws.path(".sluice/crash/checkpoint.json")).ok()?;
     let cp: Value = serde_json::from_str(&text).ok()?;
     // A partition the process has not emitted from since it was (re)assigned is
     // absent: -1.
@@ -417,7 +439,7 @@ sinks:
             .spawn()
             .unwrap()
     };
-    let has_checkpoint = |ws: &Workspace| ws.path(".sluice/checkpoint.json").exists();
+    let has_checkpoint = |ws: &Workspace| ws.path(".sluice/scale/checkpoint.json").exists();
     let wait_for = |ws: &Workspace, who: &str| {
         let t0 = std::time::Instant::now();
         while !has_checkpoint(ws) {
@@ -485,9 +507,37 @@ sinks:
         "both consumers did part of the work"
     );
     let all: std::collections::BTreeSet<String> = ca.union(&cb).cloned().collect();
-    let docs = a.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out")
-        + b.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out");
-    assert!(docs >= n as u64, "every document reached a sink: {docs} of {n}");
+    // Every document, and nothing else, across the two folder sinks.
+    let ids = |ws: &Workspace| -> std::collections::BTreeSet<String> {
+        ws.query("p.yaml", "SELECT DISTINCT doc_id FROM out")
+            .iter()
+            .map(|r| r["doc_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (ia, ib) = (ids(&a), ids(&b));
+    let want: std::collections::BTreeSet<String> = (0..n).map(|i| format!("doc-{i:05}")).collect();
+    assert_eq!(
+        ia.union(&ib).cloned().collect::<std::collections::BTreeSet<_>>(),
+        want
+    );
+    // Each process wrote each document once (one epoch in its log).
+    for ws in [&a, &b] {
+        let twice = ws.count(
+            "p.yaml",
+            "SELECT count(*) FROM (SELECT doc_id FROM out_log GROUP BY doc_id HAVING count(DISTINCT epoch) > 1)",
+        );
+        assert_eq!(twice, 0, "a consumer wrote a document twice");
+    }
+    // Both hold a document only if the killed one read it past the offsets it
+    // had committed: the survivor replays exactly that tail, nothing before it.
+    // Messages went round-robin, so doc i is at offset i / 4 of partition i % 4.
+    for doc in ia.intersection(&ib) {
+        let i: i64 = doc.trim_start_matches("doc-").parse().unwrap();
+        assert!(
+            i / 4 >= at_kill[(i % 4) as usize],
+            "{doc} was committed by the killed consumer and read again: {at_kill:?}"
+        );
+    }
     // The shared sink holds every chunk exactly once: one hash per chunk id,
     // nothing extra.
     assert_eq!(redis_keys(&svc.redis, &prefix), all);

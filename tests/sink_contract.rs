@@ -68,6 +68,7 @@ fn named_ctx(dir: &std::path::Path, pipeline: &str) -> SinkContext {
         state_dir: dir.join(".sluice"),
         shared: false,
         backfill: false,
+        dead_letters: Default::default(),
     }
 }
 

@@ -85,7 +85,7 @@ fn watch_follows_changes_and_signals_checkpoint_then_exit_0() {
     let output = stop(child, "-INT");
     assert!(output.contains("writing a checkpoint"), "{output}");
     let checkpoint: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ws.path(".sluice/checkpoint.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(ws.path(".sluice/watched/checkpoint.json")).unwrap()).unwrap();
     let manifest = checkpoint["source"]["versions"].as_object().unwrap();
     let mut names: Vec<&str> = manifest.keys().map(|k| k.rsplit('/').next().unwrap()).collect();
     names.sort();

@@ -9,6 +9,37 @@ use tokio::sync::{mpsc, watch};
 use super::{Checkpoint, CheckpointStore};
 use crate::Result;
 
+/// How often a failed checkpoint write is tried before the run stops.
+const SAVE_TRIES: u32 = 5;
+
+/// Write `checkpoint`, retrying a failure (a full disk may be freed, an NFS
+/// hiccup may pass) with a growing pause: 0.2, 0.4, 0.8, 1.6 s.
+async fn save_with_retries(store: &CheckpointStore, checkpoint: &Checkpoint) -> Result<()> {
+    let mut pause = std::time::Duration::from_millis(200);
+    for attempt in 1.. {
+        match store.save(checkpoint) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt >= SAVE_TRIES => {
+                return Err(crate::Error::Checkpoint {
+                    epoch: checkpoint.epoch,
+                    tries: attempt,
+                    source: Box::new(e),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(
+                    epoch = checkpoint.epoch,
+                    attempt,
+                    "writing the checkpoint failed, retrying: {e}"
+                );
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 pub enum CoordinatorMsg {
     /// The source cut `epoch` with this position.
     Cut { epoch: Epoch, state: serde_json::Value },
@@ -58,7 +89,7 @@ pub async fn coordinate(
                 source: p.state.expect("checked above"),
                 written_at: chrono::Utc::now().to_rfc3339(),
             };
-            store.save(&checkpoint)?;
+            save_with_retries(&store, &checkpoint).await?;
             drop(checkpoint);
             crate::telemetry::release_free_memory();
             metrics.last_committed_epoch.set(epoch);

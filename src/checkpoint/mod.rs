@@ -8,7 +8,9 @@
 //! back epochs after it, so a crash loses nothing and writes nothing twice.
 
 mod coordinator;
+mod lock;
 mod store;
 
 pub use coordinator::{coordinate, CoordinatorMsg};
+pub use lock::{StateLock, LOCK_FILE};
 pub use store::{Checkpoint, CheckpointStore};

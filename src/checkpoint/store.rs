@@ -44,13 +44,30 @@ impl CheckpointStore {
         }
     }
 
+    /// The last checkpoint, if any, refusing one that another pipeline wrote
+    /// (two pipelines pointed at one state folder would resume from each other).
+    pub fn load_for(&self, pipeline: &str) -> Result<Option<Checkpoint>> {
+        let checkpoint = self.load()?;
+        match checkpoint {
+            Some(c) if c.pipeline != pipeline => Err(Error::ForeignCheckpoint {
+                path: self.path.clone(),
+                expected: pipeline.to_string(),
+                found: c.pipeline,
+            }),
+            other => Ok(other),
+        }
+    }
+
     /// Write atomically: a reader (or a restart after `kill -9`) sees the old
     /// checkpoint or the new one, never a torn file.
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let io = |e| Error::io(format!("writing checkpoint {}", self.path.display()), e);
         std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = self.path.with_extension("json.tmp");
+        // Named for this writer, so no other process's temp file is ever touched.
+        let tmp = self
+            .path
+            .with_extension(format!("json.{}.{}.tmp", std::process::id(), unique()));
         let bytes = serde_json::to_vec_pretty(checkpoint).map_err(|e| Error::Internal(e.to_string()))?;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
@@ -59,6 +76,12 @@ impl CheckpointStore {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         Ok(())
     }
+}
+
+/// A number no other call in this process returns.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -78,6 +101,12 @@ mod tests {
         };
         store.save(&cp).unwrap();
         assert_eq!(store.load().unwrap(), Some(cp));
-        assert!(!dir.path().join("state/checkpoint.json.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("state")).unwrap().collect();
+        assert_eq!(left.len(), 1, "a temp file was left: {left:?}");
+        assert!(matches!(
+            store.load_for("other"),
+            Err(Error::ForeignCheckpoint { found, .. }) if found == "p"
+        ));
+        assert_eq!(store.load_for("p").unwrap().map(|c| c.epoch), Some(7));
     }
 }

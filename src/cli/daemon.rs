@@ -16,7 +16,9 @@ pub struct Args {
     pub state: Option<PathBuf>,
     pub listen: SocketAddr,
     pub token: Option<String>,
+    pub allowed_hosts: Vec<String>,
     pub poll: Duration,
+    pub sql_limits: crate::inspect::QueryLimits,
 }
 
 /// The API is open on loopback; anywhere else it needs a token.
@@ -40,7 +42,9 @@ pub async fn daemon(args: Args) -> anyhow::Result<u8> {
         .into());
     }
     let state = args.state.unwrap_or_else(|| args.pipelines.join(".sluice"));
-    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    // One daemon per state folder; each pipeline's own folder is locked again
+    // by its run, so a `sluice run` beside the daemon is refused too.
+    let _lock = crate::checkpoint::StateLock::acquire(&state)?;
     let daemon = Daemon::new(DaemonOptions {
         pipelines: args.pipelines.clone(),
         state,
@@ -61,20 +65,15 @@ pub async fn daemon(args: Args) -> anyhow::Result<u8> {
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     super::run::on_signal(stop_tx);
-    let app = api::router(daemon.clone(), args.token);
-    let mut http_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let access = api::Access {
+        token: args.token,
+        allowed_hosts: args.allowed_hosts,
+        sql_limits: args.sql_limits,
+    };
+    let app = api::router(daemon.clone(), access);
+    let server = tokio::spawn(crate::daemon::http::serve(listener, app, stop_rx.clone()));
     daemon.serve(stop_rx).await;
-    server
-        .await
-        .context("the HTTP server")?
-        .context("the HTTP server")?;
+    server.await.context("the HTTP server")?;
     println!("sluice daemon: every pipeline checkpointed; exiting");
     Ok(EXIT_OK)
 }

@@ -147,8 +147,11 @@ pub async fn replay(pipeline: &Path, state: Option<&Path>, filters: Filters) -> 
         println!("no dead letters to replay");
         return Ok(EXIT_OK);
     }
+    // Held through the run below (which shares it): nothing else may resume
+    // from the checkpoint between the rewrite and the run.
+    let _lock = crate::checkpoint::StateLock::acquire(&plan.state_dir)?;
     let store = CheckpointStore::new(plan.checkpoint_file());
-    let Some(mut checkpoint) = store.load()? else {
+    let Some(mut checkpoint) = store.load_for(&plan.name)? else {
         return Err(Error::Internal("dead letters but no checkpoint: run the pipeline first".into()).into());
     };
     checkpoint.source = plan

@@ -65,9 +65,21 @@ pub enum Command {
         /// The bearer token API clients must send.
         #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// A host name clients reach the API by (repeatable, or comma-separated
+        /// in SLUICE_ALLOWED_HOSTS). IP addresses and localhost always work; any
+        /// other name is refused, so a web page cannot rebind its own name here.
+        #[arg(
+            long = "allow-host",
+            value_name = "NAME",
+            env = "SLUICE_ALLOWED_HOSTS",
+            value_delimiter = ','
+        )]
+        allowed_hosts: Vec<String>,
         /// How often the folder is scanned for changes.
-        #[arg(long, default_value = "1s", value_parser = sluice_connector_sdk::units::parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = sluice_connector_sdk::units::parse_positive_duration)]
         poll: std::time::Duration,
+        #[command(flatten)]
+        limits: SqlLimits,
     },
     /// Ingest a pipeline's history: its source bounded and narrowed, resumable,
     /// in a checkpoint namespace of its own (state_dir/backfill), so it can run
@@ -122,6 +134,8 @@ pub enum Command {
         query: String,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+        #[command(flatten)]
+        limits: SqlLimits,
     },
     /// The dead-letter store.
     Dlq {
@@ -133,6 +147,35 @@ pub enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+}
+
+/// Bounds on one query (`sluice sql`, and `POST /v1/sql` in the daemon).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SqlLimits {
+    /// The most rows a result may hold.
+    #[arg(long = "max-rows", value_name = "N", default_value_t = 100_000)]
+    pub max_rows: usize,
+    /// How long a query may run.
+    #[arg(long = "query-timeout", value_name = "DURATION", default_value = "60s", value_parser = sluice_connector_sdk::units::parse_positive_duration)]
+    pub timeout: std::time::Duration,
+    /// The memory a query's operators may use, and the most a result may hold.
+    #[arg(long = "query-memory", value_name = "SIZE", default_value = "512MiB", value_parser = sluice_connector_sdk::units::parse_size)]
+    pub memory: u64,
+}
+
+impl SqlLimits {
+    pub fn limits(&self) -> crate::Result<crate::inspect::QueryLimits> {
+        if self.max_rows == 0 || self.memory == 0 {
+            return Err(crate::Error::Usage(
+                "--max-rows and --query-memory must be above 0".into(),
+            ));
+        }
+        Ok(crate::inspect::QueryLimits {
+            memory: self.memory,
+            timeout: self.timeout,
+            max_rows: self.max_rows,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,14 +260,18 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             pipelines,
             listen,
             token,
+            allowed_hosts,
             poll,
+            limits,
         } => {
             daemon::daemon(daemon::Args {
                 pipelines,
                 state: cli.state.clone(),
                 listen,
                 token,
+                allowed_hosts,
                 poll,
+                sql_limits: limits.limits()?,
             })
             .await
         }
@@ -232,7 +279,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             pipeline,
             query,
             format,
-        } => sql::sql(&pipeline, state, &query, format).await,
+            limits,
+        } => sql::sql(&pipeline, state, &query, format, limits.limits()?).await,
         Command::Dlq { command } => match command {
             DlqCommand::List {
                 pipeline,
@@ -251,6 +299,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
 /// `sluice index rebuild`: every matching sink that has a vector index.
 async fn rebuild_indexes(pipeline: &Path, state: Option<&Path>, only: Option<&str>) -> anyhow::Result<u8> {
     let plan = load(pipeline, state)?;
+    // A rebuild beside a run of the same pipeline would race its writes.
+    let _lock = crate::checkpoint::StateLock::acquire(&plan.state_dir)?;
     let mut built = 0;
     for sink in plan.sinks.iter().filter(|s| only.is_none_or(|n| n == s.name)) {
         if let Some(job) = sink.config.rebuild_index(&plan.sink_context(sink)) {

@@ -12,9 +12,10 @@ pub async fn sql(
     state: Option<&Path>,
     query: &str,
     format: OutputFormat,
+    limits: inspect::QueryLimits,
 ) -> anyhow::Result<u8> {
     let plan = super::load(pipeline, state)?;
-    let batches = inspect::query(&plan, query)
+    let batches = inspect::query_within(&plan, query, limits)
         .await
         .with_context(|| format!("query on `{}`", plan.name))?;
     println!("{}", inspect::format(&batches, format)?);

@@ -23,7 +23,7 @@ pub fn validate(files: &[PathBuf]) -> u8 {
             }
             Err(diags) => {
                 failed = true;
-                eprintln!("{diags}");
+                eprintln!("{}", crate::telemetry::secrets::scrub(&diags.to_string()));
             }
         }
     }

@@ -12,6 +12,13 @@
 //! With a token (`SLUICE_API_TOKEN`) every route but `/healthz` and `/readyz`
 //! wants `Authorization: Bearer <token>`. The CLI refuses to bind anything but
 //! loopback without one.
+//!
+//! What a browser page on another site could forge is refused on every route,
+//! token or not (see [`guard`]): a `Host` that is a DNS name other than
+//! `localhost` and the configured `--allow-host` names (DNS rebinding), a
+//! cross-origin `POST` (by `Origin` or `Sec-Fetch-Site`), and a JSON body sent
+//! as anything but `application/json` (a form or `text/plain` POST needs no
+//! CORS preflight). The open `/readyz` names no pipeline.
 
 use std::sync::Arc;
 
@@ -36,14 +43,35 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 struct Api {
     daemon: Arc<Daemon>,
     token: Option<Arc<str>>,
+    /// DNS names the API answers to besides `localhost` (lower case).
+    allowed_hosts: Arc<[String]>,
+    sql_limits: inspect::QueryLimits,
 }
 
-/// The API over `daemon`; `token`, when set, is required on every route but the
-/// health checks.
-pub fn router(daemon: Arc<Daemon>, token: Option<String>) -> Router {
+/// Who may call the API.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Required on every route but the health checks, when set.
+    pub token: Option<String>,
+    /// Host names (beyond `localhost` and IP addresses) clients may use to
+    /// reach the daemon, e.g. `sluice.internal`.
+    pub allowed_hosts: Vec<String>,
+    /// Bounds on each `POST /v1/sql` query.
+    pub sql_limits: inspect::QueryLimits,
+}
+
+/// The API over `daemon`.
+pub fn router(daemon: Arc<Daemon>, access: Access) -> Router {
     let api = Api {
         daemon,
-        token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        token: access.token.filter(|t| !t.is_empty()).map(Arc::from),
+        allowed_hosts: access
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        sql_limits: access.sql_limits,
     };
     Router::new()
         .route("/v1/pipelines", get(list))
@@ -55,11 +83,89 @@ pub fn router(daemon: Arc<Daemon>, token: Option<String>) -> Router {
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .layer(middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)
 }
 
+/// Refuse what a page on another site could make a browser send (module docs).
+async fn guard(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text(header::HOST);
+    if let Some(host) = host {
+        if !host_allowed(host, &api.allowed_hosts) {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this Host is not one the daemon answers to; add it with --allow-host",
+            );
+        }
+    }
+    if request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD {
+        let cross_site = text(header::HeaderName::from_static("sec-fetch-site"))
+            .is_some_and(|s| s.eq_ignore_ascii_case("cross-site") || s.eq_ignore_ascii_case("same-site"));
+        let foreign_origin = text(header::ORIGIN).is_some_and(|o| !same_origin(o, host));
+        if cross_site || foreign_origin {
+            return error(
+                StatusCode::FORBIDDEN,
+                "cross-origin requests may not change state or run SQL",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// An IP address (no DNS name to rebind), `localhost`, or a configured name.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed.contains(&name)
+}
+
+/// Whether an `Origin` (`http://host:port`) names the host the request came to.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    host.is_some_and(|h| !authority.is_empty() && authority.eq_ignore_ascii_case(h))
+}
+
+/// Refuse a body that is not `application/json`: a browser sends `text/plain`
+/// and form bodies cross-site without asking first.
+fn require_json(headers: &axum::http::HeaderMap) -> Option<Response> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    (!essence.eq_ignore_ascii_case("application/json")).then(|| {
+        error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as Content-Type: application/json",
+        )
+    })
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    let message = crate::telemetry::secrets::scrub(&message.into()).into_owned();
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
@@ -68,7 +174,9 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             let mut r = error(
@@ -260,7 +368,10 @@ enum SqlFormat {
     Arrow,
 }
 
-async fn sql(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+async fn sql(State(api): State<Api>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Some(refused) = require_json(&headers) {
+        return refused;
+    }
     let request: SqlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -279,7 +390,7 @@ async fn sql(State(api): State<Api>, body: axum::body::Bytes) -> Response {
             format!("pipeline `{}` has no valid version to query", request.pipeline),
         );
     };
-    let batches = match inspect::query(&plan, &request.query).await {
+    let batches = match inspect::query_within(&plan, &request.query, api.sql_limits).await {
         Ok(b) => b,
         Err(e) if e.is_user_error() => return error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

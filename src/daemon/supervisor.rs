@@ -165,7 +165,7 @@ impl PipelineHandle {
     }
 
     pub fn set_config_errors(&self, errors: Option<String>) {
-        lock(&self.status).config_errors = errors;
+        lock(&self.status).config_errors = errors.map(|e| crate::telemetry::secrets::scrub(&e).into_owned());
     }
 
     pub fn embed_rate(&self) -> f64 {
@@ -259,6 +259,7 @@ async fn supervise(
             Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(format!("the run panicked: {e}")),
         };
+        let failed = failed.map(|e| crate::telemetry::secrets::scrub(&e).into_owned());
         if let Some(error) = &failed {
             tracing::error!(pipeline = %plan.name, "pipeline failed: {error}");
             handle.update(|s| s.last_error = Some(error.clone()));

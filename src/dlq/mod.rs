@@ -74,7 +74,11 @@ fn to_batch(epoch: Epoch, letters: &[DeadLetter], status: &str) -> Result<Record
         text(|l| &l.doc_id),
         text(|l| &l.version),
         text(|l| &l.stage),
-        text(|l| &l.error),
+        Arc::new(StringArray::from_iter_values(
+            letters
+                .iter()
+                .map(|l| crate::telemetry::secrets::scrub(&l.error).into_owned()),
+        )),
         Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
         Arc::new(UInt64Array::from(vec![epoch; n])),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(status, n))),
@@ -87,38 +91,61 @@ pub fn log(dir: &std::path::Path) -> Result<EpochLog> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let store =
         LocalFileSystem::new_with_prefix(dir).map_err(|e| Error::connector("dead-letter store", e.into()))?;
-    Ok(EpochLog::new(Arc::new(store), StorePath::default()))
+    Ok(EpochLog::new(Arc::new(store), StorePath::default()).with_local_dir(dir))
 }
 
 /// The documents whose newest row in the committed files under `dir` is open.
+/// A file that cannot be read (torn by a disk fault, edited by hand) is moved
+/// aside as `<name>.corrupt` with a warning: it must not stop every start.
 pub async fn open_letters(dir: &std::path::Path, log: &EpochLog) -> Result<HashSet<String>> {
     let wrap = |e| Error::connector("dead-letter store", e);
     let mut open = HashSet::new();
     for (_, path) in log.epochs().await.map_err(wrap)? {
         let file = dir.join(path.as_ref());
-        let f =
-            std::fs::File::open(&file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-        let corrupt = |e: &dyn std::fmt::Display| Error::Internal(format!("{}: {e}", file.display()));
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-            .and_then(|b| b.build())
-            .map_err(|e| corrupt(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| corrupt(&e))?;
-            let docs = batch
-                .column_by_name("doc_id")
-                .ok_or_else(|| Error::Internal(format!("{} has no doc_id", file.display())))?
-                .as_string::<i32>();
-            let status = batch.column_by_name("status").map(|c| c.as_string::<i32>());
-            for r in 0..batch.num_rows() {
-                let doc = docs.value(r);
-                match status.filter(|s| s.is_valid(r)).map(|s| s.value(r)) {
-                    Some(RESOLVED) => open.remove(doc),
-                    _ => open.insert(doc.to_string()),
-                };
-            }
+        if let Err(e) = read_statuses(&file, &mut open) {
+            let aside = file.with_extension("parquet.corrupt");
+            tracing::warn!(
+                file = %file.display(),
+                moved_to = %aside.display(),
+                "a dead-letter file cannot be read; it is moved aside and its letters are left out: {e}"
+            );
+            std::fs::rename(&file, &aside)
+                .map_err(|e| Error::io(format!("moving {} aside", file.display()), e))?;
         }
     }
     Ok(open)
+}
+
+/// Apply one dead-letter file's rows to `open`, in order. Rows apply only
+/// once the whole file has been read.
+fn read_statuses(file: &std::path::Path, open: &mut HashSet<String>) -> std::result::Result<(), String> {
+    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    let mut rows: Vec<(String, bool)> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let docs = batch
+            .column_by_name("doc_id")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or("no doc_id column")?;
+        let status = batch
+            .column_by_name("status")
+            .and_then(|c| c.as_string_opt::<i32>());
+        for r in 0..batch.num_rows() {
+            let resolved = status.filter(|s| s.is_valid(r)).map(|s| s.value(r)) == Some(RESOLVED);
+            rows.push((docs.value(r).to_string(), resolved));
+        }
+    }
+    for (doc, resolved) in rows {
+        if resolved {
+            open.remove(&doc);
+        } else {
+            open.insert(doc);
+        }
+    }
+    Ok(())
 }
 
 /// Delete committed epoch files last written more than `retention` ago.

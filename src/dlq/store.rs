@@ -49,7 +49,7 @@ pub async fn run_store(
     mut open: HashSet<String>,
     producers: usize,
     id: usize,
-    mut rx: mpsc::UnboundedReceiver<DlqMsg>,
+    mut rx: mpsc::Receiver<DlqMsg>,
     coordinator: mpsc::Sender<CoordinatorMsg>,
     metrics: Arc<PipelineMetrics>,
     first_epoch: Epoch,

@@ -9,6 +9,7 @@
 //! pipeline's own embedding model. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL TABLE` are
 //! refused.
 
+mod limits;
 pub mod taps;
 #[cfg(feature = "lancedb")]
 pub mod vector_search;
@@ -26,6 +27,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::plan::Plan;
 use crate::{Error, Result};
+pub use limits::QueryLimits;
 use sluice_connector_sdk::InspectTable;
 
 /// Options that allow queries only.
@@ -55,6 +57,10 @@ pub fn check_read_only(sql: &str) -> Result<()> {
                 Some("DML")
             }
             _ => Some("DDL or a statement"),
+        },
+        DfStatement::Explain(e) => match e.statement.as_ref() {
+            DfStatement::Statement(s) if matches!(s.as_ref(), Statement::Query(_)) => None,
+            _ => Some("EXPLAIN of anything but a query"),
         },
         DfStatement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
         DfStatement::CopyTo(_) => Some("COPY"),
@@ -143,7 +149,11 @@ fn current_state_sql(log_table: &str) -> String {
 
 /// A session with every table of `plan` registered.
 pub async fn session(plan: &Plan) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+    session_within(plan, &QueryLimits::default()).await
+}
+
+async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config_rt(Default::default(), limits.runtime_env()?);
     for stage in plan.stages.iter().filter(|s| s.tap) {
         let url = folder_url(&plan.tap_dir(&stage.name))?;
         register_parquet(&ctx, &stage.name, &url, stage.output.clone())?;
@@ -204,14 +214,25 @@ pub async fn session(plan: &Plan) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// Run one read-only query against `plan`'s tables. Returns at least one batch
-/// (empty, with the result's schema, when no row matched).
+/// Run one read-only query against `plan`'s tables within the default
+/// [`QueryLimits`]. Returns at least one batch (empty, with the result's
+/// schema, when no row matched).
 pub async fn query(plan: &Plan, sql: &str) -> Result<Vec<RecordBatch>> {
+    query_within(plan, sql, QueryLimits::default()).await
+}
+
+/// [`query`] within `limits`.
+pub async fn query_within(plan: &Plan, sql: &str, limits: QueryLimits) -> Result<Vec<RecordBatch>> {
     check_read_only(sql)?;
-    let ctx = session(plan).await?;
-    let df = ctx.sql_with_options(sql, read_only()).await?;
+    let planned = async {
+        let ctx = session_within(plan, &limits).await?;
+        ctx.sql_with_options(sql, read_only()).await.map_err(Error::from)
+    };
+    let df = tokio::time::timeout(limits.timeout, planned)
+        .await
+        .map_err(|_| Error::Sql(format!("planning the query took over {:?}", limits.timeout)))??;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let mut batches = df.collect().await?;
+    let mut batches = limits::collect(df, limits).await?;
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(schema));
     }
@@ -262,6 +283,9 @@ mod tests {
     fn only_queries_pass() {
         assert!(check_read_only("SELECT 1").is_ok());
         assert!(check_read_only("WITH a AS (SELECT 1) SELECT * FROM a").is_ok());
+        // Regression: EXPLAIN parses as DataFusion's own statement and was refused.
+        assert!(check_read_only("EXPLAIN SELECT 1").is_ok());
+        assert!(check_read_only("EXPLAIN ANALYZE SELECT 1").is_ok());
         for sql in [
             "CREATE TABLE t (a INT)",
             "DROP TABLE chunks",
@@ -270,6 +294,7 @@ mod tests {
             "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
             "SET datafusion.execution.batch_size = 1",
             "SELECT 1; SELECT 2",
+            "EXPLAIN CREATE TABLE t (a INT)",
         ] {
             let err = check_read_only(sql).unwrap_err().to_string();
             assert!(

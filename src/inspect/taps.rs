@@ -18,7 +18,7 @@ use crate::{Error, Result};
 pub fn tap_log(dir: &Path) -> Result<EpochLog> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| Error::connector("tap", e.into()))?;
-    Ok(EpochLog::new(Arc::new(store), StorePath::default()))
+    Ok(EpochLog::new(Arc::new(store), StorePath::default()).with_local_dir(dir))
 }
 
 /// Writes a stage's output batches; keeps the last `retain_epochs` epochs.

@@ -37,6 +37,10 @@ fn literal_str(e: &Expr) -> Option<String> {
     }
 }
 
+/// The most rows `vector_search` returns: enough for any re-ranking, and
+/// bounded so that `k` cannot ask LanceDB for a whole table in memory.
+pub const MAX_K: usize = 10_000;
+
 fn literal_k(e: &Expr) -> Option<usize> {
     match e {
         Expr::Literal(ScalarValue::Int64(Some(k)), _) if *k > 0 => Some(*k as usize),
@@ -56,6 +60,9 @@ impl TableFunctionImpl for VectorSearch {
                 "use vector_search(sink, 'query text', k), e.g. vector_search(vectors, 'backpressure', 5)"
             );
         };
+        if k > MAX_K {
+            return plan_err!("vector_search returns at most {MAX_K} rows; ask for fewer (k = {k})");
+        }
         let Some((uri, table, options)) = self.sinks.get(&sink).cloned() else {
             let names: Vec<&String> = self.sinks.keys().collect();
             return plan_err!("`{sink}` is not a LanceDB sink of this pipeline; LanceDB sinks: {names:?}");

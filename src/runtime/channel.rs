@@ -142,4 +142,28 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().rows(), 25);
         assert!(stats.peak_rows.get() <= 25);
     }
+
+    #[tokio::test]
+    async fn a_channel_full_of_bytes_blocks_the_sender_whatever_its_rows() {
+        let stats = Arc::new(ChannelStats::default());
+        let one = batch(1000).bytes();
+        let (tx, mut rx) = bounded(
+            ChannelBounds {
+                max_rows: 1 << 20,
+                max_bytes: one + one / 2,
+            },
+            stats.clone(),
+        );
+        tx.send(batch(1000)).await.unwrap();
+        // Rows are far from their bound; bytes are not: the second send waits.
+        let blocked = tokio::time::timeout(Duration::from_millis(100), tx.send(batch(1000))).await;
+        assert!(
+            blocked.is_err(),
+            "send should block while the channel is full of bytes"
+        );
+        assert_eq!(stats.bytes.get(), one as u64);
+        rx.recv().await.unwrap();
+        tx.send(batch(1000)).await.unwrap();
+        assert_eq!(stats.peak_bytes.get(), one as u64);
+    }
 }

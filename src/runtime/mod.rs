@@ -23,7 +23,7 @@ use sluice_connector_sdk::{Epoch, Sink};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{coordinate, CheckpointStore};
+use crate::checkpoint::{coordinate, CheckpointStore, StateLock};
 use crate::inspect::taps::{tap_log, TapSink};
 use crate::plan::Plan;
 use crate::stages::StageContext;
@@ -31,7 +31,7 @@ use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::{ChannelStats, PipelineMetrics};
 use crate::{Error, Result};
 use channel::{bounded, Sender};
-use tasks::{SinkTask, SourceTask, StageTask};
+use tasks::{Letters, SinkLetters, SinkTask, SourceTask, StageTask};
 
 pub use sample::{sample, Sample};
 
@@ -105,10 +105,10 @@ pub struct RunSummary {
 pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let metrics = options.metrics.clone();
-    std::fs::create_dir_all(&plan.state_dir)
-        .map_err(|e| Error::io(format!("creating {}", plan.state_dir.display()), e))?;
+    // Held until the run returns: no other process writes this state meanwhile.
+    let _lock = StateLock::acquire(&plan.state_dir)?;
     let store = CheckpointStore::new(plan.checkpoint_file());
-    let checkpoint = store.load()?;
+    let checkpoint = store.load_for(&plan.name)?;
     let committed = checkpoint.as_ref().map(|c| c.epoch).unwrap_or(0);
     if let Some(c) = &checkpoint {
         metrics.last_committed_epoch.set(c.epoch);
@@ -135,18 +135,19 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         .await
         .map_err(|e| Error::connector("source", e))?;
 
-    let mut sinks: Vec<(String, Box<dyn Sink>)> = Vec::new();
+    let mut sinks: Vec<(String, Box<dyn Sink>, Letters)> = Vec::new();
     for s in &plan.sinks {
         let what = format!("sink `{}`", s.name);
+        let ctx = plan.sink_context(s);
         let sink = s
             .config
-            .build(&plan.sink_context(s), s.input.clone())
+            .build(&ctx, s.input.clone())
             .map_err(|e| Error::connector(&what, e))?;
         let sink = match &s.query {
             Some(query) => sink_query::QueriedSink::wrap(sink, query, plan, s)?,
             None => sink,
         };
-        sinks.push((s.name.clone(), sink));
+        sinks.push((s.name.clone(), sink, ctx.dead_letters));
     }
     let mut taps: Vec<(usize, Box<dyn Sink>)> = Vec::new();
     for (i, stage) in plan.stages.iter().enumerate().filter(|(_, s)| s.tap) {
@@ -156,7 +157,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
             Box::new(TapSink::new(log, stage.output.clone(), plan.tap_retain_epochs)),
         ));
     }
-    for (name, sink) in sinks.iter_mut() {
+    for (name, sink, _) in sinks.iter_mut() {
         sink.open(committed)
             .await
             .map_err(|e| Error::connector(format!("sink `{name}`"), e))?;
@@ -195,7 +196,8 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
     let participants = sinks.len() + taps.len() + 1;
     let (coord_tx, coord_rx) = mpsc::channel(1024);
     let (committed_tx, committed_rx) = watch::channel(committed);
-    let (dlq_tx, dlq_rx) = mpsc::unbounded_channel();
+    // Bounded like every hop: a flood of dead letters slows the producers.
+    let (dlq_tx, dlq_rx) = mpsc::channel(1024);
     let mut set: JoinSet<Result<()>> = JoinSet::new();
 
     let channel = |name: String| {
@@ -208,8 +210,11 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
     };
 
     // Sinks (and taps) first, so their senders exist when stages are wired.
+    // The dead-letter store hears from the source, every stage and every sink
+    // (a sink's store may refuse a document): producers 0, 1..=stages, then sinks.
+    let sink_count = sinks.len();
     let mut sink_senders = Vec::new();
-    for (id, (name, sink)) in sinks.into_iter().enumerate() {
+    for (id, (name, sink, letters)) in sinks.into_iter().enumerate() {
         let (tx, rx) = channel(format!("sink:{name}"));
         sink_senders.push(tx);
         let task = SinkTask {
@@ -221,6 +226,11 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
             first_epoch,
             metrics: metrics.clone(),
             checkpointed: committed_rx.clone(),
+            dlq: Some(SinkLetters {
+                letters,
+                tx: dlq_tx.clone(),
+                producer: plan.stages.len() + 1 + id,
+            }),
         };
         set.spawn(task.run());
     }
@@ -239,6 +249,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
             first_epoch,
             metrics: metrics.clone(),
             checkpointed: committed_rx.clone(),
+            dlq: None,
         };
         set.spawn(task.run());
     }
@@ -274,7 +285,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
     set.spawn(crate::dlq::run_store(
         dlq_log,
         open_letters,
-        plan.stages.len() + 1,
+        plan.stages.len() + 1 + sink_count,
         participants - 1,
         dlq_rx,
         coord_tx.clone(),
@@ -295,14 +306,23 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         metrics: metrics.clone(),
     };
     set.spawn(source_task.run());
-    let coordinator = tokio::spawn(coordinate(
+    // Supervised like every task: a checkpoint that cannot be written stops the
+    // run (after retries) instead of leaving it going with none.
+    let last_epoch = Arc::new(std::sync::atomic::AtomicU64::new(committed));
+    let coordinator = coordinate(
         plan.name.clone(),
         store,
         participants,
         coord_rx,
         committed_tx,
         metrics.clone(),
-    ));
+    );
+    let last = last_epoch.clone();
+    set.spawn(async move {
+        let epoch = coordinator.await?;
+        last.store(epoch, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    });
 
     while let Some(joined) = set.join_next().await {
         let failed = match joined {
@@ -313,13 +333,10 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
         };
         if let Some(e) = failed {
             set.abort_all();
-            coordinator.abort();
             return Err(e);
         }
     }
-    let epoch = coordinator
-        .await
-        .map_err(|e| Error::Internal(format!("coordinator: {e}")))??;
+    let epoch = last_epoch.load(std::sync::atomic::Ordering::Relaxed);
     metrics.last_committed_epoch.set(epoch);
     Ok(RunSummary {
         documents: metrics.source_rows.get(),

@@ -31,7 +31,7 @@ pub struct SourceTask {
     pub source: Box<dyn Source>,
     pub ctx: SourceContext,
     pub outputs: Vec<Sender>,
-    pub dlq: mpsc::UnboundedSender<DlqMsg>,
+    pub dlq: mpsc::Sender<DlqMsg>,
     pub coordinator: mpsc::Sender<CoordinatorMsg>,
     pub committed: watch::Receiver<Epoch>,
     pub shutdown: watch::Receiver<bool>,
@@ -43,19 +43,19 @@ pub struct SourceTask {
 }
 
 impl SourceTask {
-    fn drain_letters(&self, epoch: Epoch) -> bool {
+    async fn drain_letters(&mut self, epoch: Epoch) -> bool {
         let letters: Vec<DeadLetter> =
             std::mem::take(&mut *self.ctx.dead_letters.lock().expect("dead letters"));
         if letters.is_empty() {
             return false;
         }
-        let _ = self.dlq.send(DlqMsg::Letters { epoch, letters });
+        let _ = self.dlq.send(DlqMsg::Letters { epoch, letters }).await;
         true
     }
 
     /// Tell the dead-letter store which documents this batch carries, so it can
     /// resolve their open letters if no stage gives up on them.
-    fn report_seen(&self, epoch: Epoch, batch: &arrow::record_batch::RecordBatch) {
+    async fn report_seen(&mut self, epoch: Epoch, batch: &arrow::record_batch::RecordBatch) {
         use arrow::array::AsArray;
         use sluice_connector_sdk::documents::{DOC_ID, VERSION};
         let (Some(ids), Some(versions)) = (batch.column_by_name(DOC_ID), batch.column_by_name(VERSION))
@@ -71,7 +71,7 @@ impl SourceTask {
             .zip(versions.iter())
             .filter_map(|(d, v)| Some((d?.to_string(), v.unwrap_or_default().to_string())))
             .collect();
-        let _ = self.dlq.send(DlqMsg::Seen { epoch, docs });
+        let _ = self.dlq.send(DlqMsg::Seen { epoch, docs }).await;
     }
 
     /// Cut `epoch`: snapshot the position, tell the coordinator, send the barrier.
@@ -82,7 +82,7 @@ impl SourceTask {
             .snapshot(epoch)
             .map_err(|e| Error::connector("source", e))?;
         let _ = self.coordinator.send(CoordinatorMsg::Cut { epoch, state }).await;
-        let _ = self.dlq.send(DlqMsg::Barrier { producer: 0, epoch });
+        let _ = self.dlq.send(DlqMsg::Barrier { producer: 0, epoch }).await;
         broadcast(&self.outputs, Message::Barrier(epoch)).await
     }
 
@@ -124,10 +124,10 @@ impl SourceTask {
                         m.bytes_total.set(progress.bytes_total);
                         m.bytes_done.set(progress.bytes_done);
                     }
-                    dirty |= self.drain_letters(epoch);
+                    dirty |= self.drain_letters(epoch).await;
                     match next {
                         Some(batch) => {
-                            self.report_seen(epoch, &batch);
+                            self.report_seen(epoch, &batch).await;
                             self.metrics.source_rows.add(batch.num_rows() as u64);
                             self.metrics.source_batches.add(1);
                             let bytes = batch.get_array_memory_size() as u64;
@@ -147,14 +147,14 @@ impl SourceTask {
                 }
             }
         }
-        dirty |= self.drain_letters(epoch);
+        dirty |= self.drain_letters(epoch).await;
         let last = if dirty {
             self.cut(epoch).await?;
             epoch
         } else {
             epoch - 1
         };
-        let _ = self.dlq.send(DlqMsg::End { producer: 0 });
+        let _ = self.dlq.send(DlqMsg::End { producer: 0 }).await;
         broadcast(&self.outputs, Message::End).await?;
         // Let the coordinator end once the sinks are done (or one has failed).
         let (closed, _) = mpsc::channel(1);
@@ -181,7 +181,7 @@ pub struct StageTask {
     pub runner: Option<StageRunner>,
     pub parallelism: usize,
     pub outputs: Vec<Sender>,
-    pub dlq: mpsc::UnboundedSender<DlqMsg>,
+    pub dlq: mpsc::Sender<DlqMsg>,
     pub first_epoch: Epoch,
     pub metrics: Arc<PipelineMetrics>,
     pub index: usize,
@@ -218,10 +218,13 @@ impl StageTask {
         if let Some(last) = out.dead_letters.last() {
             self.stats().dead_letters.add(out.dead_letters.len() as u64);
             self.stats().set_last_error(&last.error);
-            let _ = self.dlq.send(DlqMsg::Letters {
-                epoch,
-                letters: out.dead_letters,
-            });
+            let _ = self
+                .dlq
+                .send(DlqMsg::Letters {
+                    epoch,
+                    letters: out.dead_letters,
+                })
+                .await;
         }
         self.stats().rows_out.add(out.batch.num_rows() as u64);
         self.stats()
@@ -273,13 +276,13 @@ impl StageTask {
                     }
                     Some(Message::Barrier(e)) => {
                         this.drain(epoch, &mut running).await?;
-                        let _ = this.dlq.send(DlqMsg::Barrier { producer: this.producer, epoch: e });
+                        let _ = this.dlq.send(DlqMsg::Barrier { producer: this.producer, epoch: e }).await;
                         broadcast(&this.outputs, Message::Barrier(e)).await?;
                         epoch = e + 1;
                     }
                     Some(Message::End) | None => {
                         this.drain(epoch, &mut running).await?;
-                        let _ = this.dlq.send(DlqMsg::End { producer: this.producer });
+                        let _ = this.dlq.send(DlqMsg::End { producer: this.producer }).await;
                         return broadcast(&this.outputs, Message::End).await;
                     }
                 },
@@ -350,19 +353,29 @@ impl StageTask {
                         stage = self.step(stage, None, epoch).await?;
                         self.stats().embed.drift.end_epoch();
                         deadline = None;
-                        let _ = self.dlq.send(DlqMsg::Barrier { producer: self.producer, epoch: e });
+                        let _ = self.dlq.send(DlqMsg::Barrier { producer: self.producer, epoch: e }).await;
                         broadcast(&self.outputs, Message::Barrier(e)).await?;
                         epoch = e + 1;
                     }
                     Some(Message::End) | None => {
                         self.step(stage, None, epoch).await?;
-                        let _ = self.dlq.send(DlqMsg::End { producer: self.producer });
+                        let _ = self.dlq.send(DlqMsg::End { producer: self.producer }).await;
                         return broadcast(&self.outputs, Message::End).await;
                     }
                 },
             }
         }
     }
+}
+
+/// Where a sink's refused documents are found, and where they go.
+pub type Letters = Arc<std::sync::Mutex<Vec<DeadLetter>>>;
+
+pub struct SinkLetters {
+    pub letters: Letters,
+    pub tx: mpsc::Sender<DlqMsg>,
+    /// This sink's producer number at the dead-letter store.
+    pub producer: usize,
 }
 
 pub struct SinkTask {
@@ -375,6 +388,8 @@ pub struct SinkTask {
     pub metrics: Arc<PipelineMetrics>,
     /// The last checkpointed epoch, passed on to the sink before each commit.
     pub checkpointed: watch::Receiver<Epoch>,
+    /// A sink's link to the dead-letter store (taps have none).
+    pub dlq: Option<SinkLetters>,
 }
 
 impl SinkTask {
@@ -406,6 +421,7 @@ impl SinkTask {
                         .commit(e)
                         .await
                         .map_err(|err| Error::connector(&what, err))?;
+                    self.file_letters(e).await;
                     let _ = self
                         .coordinator
                         .send(CoordinatorMsg::Ack {
@@ -418,12 +434,37 @@ impl SinkTask {
                 Message::End => break,
             }
         }
+        if let Some(dlq) = &self.dlq {
+            let _ = dlq
+                .tx
+                .send(DlqMsg::End {
+                    producer: dlq.producer,
+                })
+                .await;
+        }
         if epoch > self.first_epoch {
             self.await_last_checkpoint(epoch - 1)
                 .await
                 .map_err(|e| Error::connector(&what, e))?;
         }
         self.sink.close().await.map_err(|e| Error::connector(&what, e))
+    }
+
+    /// After committing `epoch`: the documents the sink's store refused, then
+    /// the barrier, to the dead-letter store (which files them under `epoch`).
+    async fn file_letters(&mut self, epoch: Epoch) {
+        let Some(dlq) = &self.dlq else { return };
+        let letters = std::mem::take(&mut *dlq.letters.lock().expect("sink dead letters"));
+        if !letters.is_empty() {
+            let _ = dlq.tx.send(DlqMsg::Letters { epoch, letters }).await;
+        }
+        let _ = dlq
+            .tx
+            .send(DlqMsg::Barrier {
+                producer: dlq.producer,
+                epoch,
+            })
+            .await;
     }
 
     /// At the end, wait (briefly) for the checkpoint of the last epoch this sink

@@ -172,14 +172,20 @@ impl Compiler {
         });
     }
 
+    /// Report a component's own issues at the keys they name. A key whose value
+    /// already has an issue (it did not decode or interpolate, so the component
+    /// saw a default or the raw `${VAR}`) keeps that one only.
     fn config_issues(&mut self, block: &Node, issues: Vec<ConfigIssue>) {
         for i in issues {
-            let loc = i
-                .key
-                .as_deref()
-                .and_then(|k| block.get(k))
-                .map(|(_, v)| v.loc)
-                .unwrap_or(block.loc);
+            let value = i.key.as_deref().and_then(|k| block.get(k)).map(|(_, v)| v);
+            let loc = value.map(|v| v.loc).unwrap_or(block.loc);
+            if let Some(v) = value {
+                let mut locs = Vec::new();
+                node_locs(v, &mut locs);
+                if self.issues.iter().any(|known| locs.contains(&known.loc)) {
+                    continue;
+                }
+            }
             self.issue(loc, i.message, i.hint);
         }
     }
@@ -194,6 +200,7 @@ impl Compiler {
         };
         let mut env_errors = Vec::new();
         yaml::interpolate(&mut root, env, &mut env_errors);
+        crate::telemetry::secrets::register_tree(&root);
         for e in env_errors {
             self.issue(e.loc, e.message, e.hint);
         }
@@ -267,7 +274,10 @@ impl Compiler {
             max_rows: c.max_rows,
             max_bytes: c.max_bytes.0 as usize,
         });
-        let state_dir = base_dir.join(state_dir.unwrap_or_else(|| ".sluice".into()));
+        // By default each pipeline has its own folder, so two pipeline files
+        // beside each other never share a checkpoint.
+        let state_dir = base_dir
+            .join(state_dir.unwrap_or_else(|| format!(".sluice/{}", name.as_deref().unwrap_or("pipeline"))));
         let sinks: Vec<PlannedSink> = sinks.into_iter().flatten().map(|(s, _)| s).collect();
         Some(Plan {
             name: name?,
@@ -543,6 +553,19 @@ impl Compiler {
             seen.push(format!("{name}_log"));
             seen.push(name);
         }
+    }
+}
+
+/// Where `node` and everything under it begin.
+fn node_locs(node: &Node, out: &mut Vec<Loc>) {
+    out.push(node.loc);
+    match &node.value {
+        Value::Seq(items) => items.iter().for_each(|n| node_locs(n, out)),
+        Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+            out.push(k.loc);
+            node_locs(v, out);
+        }),
+        Value::Scalar { .. } => {}
     }
 }
 

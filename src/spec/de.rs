@@ -111,6 +111,24 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 /// taken out of the mapping and decoding runs again: every bad key of the mapping is
 /// reported, not just the first. Returns `None` if there was any error.
 pub fn decode<T: DeserializeOwned>(node: &Node, issues: &mut Vec<Issue>) -> Option<T> {
+    decode_partial(node, issues)
+        .filter(|d| d.complete)
+        .map(|d| d.value)
+}
+
+/// A value decoded from a mapping whose bad keys were taken out.
+pub struct Decoded<T> {
+    pub value: T,
+    /// No key was taken out. When false, the value holds defaults where the bad
+    /// keys were (their errors are already reported): good enough to check the
+    /// other keys, never to run.
+    pub complete: bool,
+}
+
+/// [`decode`], but also returns the value decoded without the bad keys, so a
+/// component can still check its other keys (a bad glob next to a bad size is
+/// reported too). `None` when even that fails (a required key was bad).
+pub fn decode_partial<T: DeserializeOwned>(node: &Node, issues: &mut Vec<Issue>) -> Option<Decoded<T>> {
     let mut node = node.clone();
     let mut removed: Vec<String> = Vec::new();
     for attempt in 0.. {
@@ -123,7 +141,12 @@ pub fn decode<T: DeserializeOwned>(node: &Node, issues: &mut Vec<Issue>) -> Opti
             issues.extend(unknown.into_inner());
         }
         let issue = match result {
-            Ok(v) => return removed.is_empty().then_some(v),
+            Ok(value) => {
+                return Some(Decoded {
+                    value,
+                    complete: removed.is_empty(),
+                })
+            }
             Err(e) => e.into_issue(node.loc),
         };
         // A key we took out is now missing: nothing more to learn from this mapping.

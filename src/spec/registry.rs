@@ -3,7 +3,7 @@
 
 use sluice_connector_sdk::{SinkConfig, SourceConfig};
 
-use super::de::{decode, Issue};
+use super::de::{decode, decode_partial, Issue};
 use super::yaml::Node;
 use crate::stages::{ChunkConfig, ParseConfig, SqlConfig, StageConfig};
 
@@ -28,7 +28,9 @@ fn boxed_source<T: SourceConfig + serde::de::DeserializeOwned + 'static>(
     node: &Node,
     issues: &mut Vec<Issue>,
 ) -> Option<Box<dyn SourceConfig>> {
-    decode::<T>(node, issues).map(|c| Box::new(c) as Box<dyn SourceConfig>)
+    // Partly decoded configs are still validated, so every bad key is reported;
+    // the plan is dropped anyway once there is an issue.
+    decode_partial::<T>(node, issues).map(|c| Box::new(c.value) as Box<dyn SourceConfig>)
 }
 
 #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
@@ -36,7 +38,7 @@ fn boxed_sink<T: SinkConfig + serde::de::DeserializeOwned + 'static>(
     node: &Node,
     issues: &mut Vec<Issue>,
 ) -> Option<Box<dyn SinkConfig>> {
-    decode::<T>(node, issues).map(|c| Box::new(c) as Box<dyn SinkConfig>)
+    decode_partial::<T>(node, issues).map(|c| Box::new(c.value) as Box<dyn SinkConfig>)
 }
 
 fn boxed_stage<T: StageConfig + serde::de::DeserializeOwned + 'static>(

@@ -91,18 +91,51 @@ struct Frame {
     anchor: usize,
 }
 
+/// How deep mappings and lists may nest. Pipelines need a handful of levels;
+/// the tree is walked recursively, so an unbounded depth could overflow the stack.
+pub const MAX_DEPTH: usize = 64;
+/// How many nodes a file may expand to, aliases counted at their full size, so a
+/// "billion laughs" file of nested aliases is refused instead of filling memory.
+pub const MAX_NODES: usize = 100_000;
+
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node, with how many nodes it holds.
+    anchors: HashMap<usize, (Node, usize)>,
     docs: Vec<Node>,
-    alias_error: Option<SyntaxError>,
+    /// Nodes so far, aliases counted at their full size.
+    nodes: usize,
+    /// Nodes under each open frame, so an anchor knows its size when it closes.
+    sizes: Vec<usize>,
+    /// The first alias or limit error; the builder stops building after it.
+    error: Option<SyntaxError>,
 }
 
 impl Builder {
-    fn push_complete(&mut self, node: Node, anchor: usize) {
+    /// Count `n` more nodes; false (with the error set) past [`MAX_NODES`].
+    fn count(&mut self, n: usize, loc: Loc) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if let Some(open) = self.sizes.last_mut() {
+            *open = open.saturating_add(n);
+        }
+        if self.nodes > MAX_NODES {
+            self.fail(
+                loc,
+                format!("the file expands to more than {MAX_NODES} nodes (through aliases?)"),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn fail(&mut self, loc: Loc, message: String) {
+        self.error.get_or_insert(SyntaxError { loc, message });
+    }
+
+    fn push_complete(&mut self, node: Node, anchor: usize, size: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         let Some(frame) = self.stack.last_mut() else {
             self.docs.push(node);
@@ -129,6 +162,15 @@ impl Builder {
     }
 
     fn open(&mut self, value: Value, loc: Loc, anchor: usize) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(loc, format!("nested deeper than {MAX_DEPTH} levels"));
+            return;
+        }
+        if !self.count(1, loc) {
+            return;
+        }
+        // Its own node went to the parent's count; its children go here.
+        self.sizes.push(0);
         self.stack.push(Frame {
             node: Node { value, loc },
             pending_key: None,
@@ -145,16 +187,26 @@ impl Builder {
                     frame.node.loc = k.loc;
                 }
             }
-            self.push_complete(frame.node, frame.anchor);
+            let children = self.sizes.pop().unwrap_or(0);
+            if let Some(parent) = self.sizes.last_mut() {
+                *parent = parent.saturating_add(children);
+            }
+            self.push_complete(frame.node, frame.anchor, children + 1);
         }
     }
 }
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
         let loc = Loc::from_marker(mark);
         match ev {
             Event::Scalar(text, style, anchor, _) => {
+                if !self.count(1, loc) {
+                    return;
+                }
                 let plain = style == TScalarStyle::Plain;
                 self.push_complete(
                     Node {
@@ -162,19 +214,21 @@ impl MarkedEventReceiver for Builder {
                         loc,
                     },
                     anchor,
+                    1,
                 );
             }
             Event::SequenceStart(anchor, _) => self.open(Value::Seq(Vec::new()), loc, anchor),
             Event::MappingStart(anchor, _) => self.open(Value::Map(Vec::new()), loc, anchor),
             Event::SequenceEnd | Event::MappingEnd => self.close(),
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push_complete(Node { loc, ..node }, 0),
-                None => {
-                    self.alias_error.get_or_insert(SyntaxError {
-                        loc,
-                        message: "alias to an unknown anchor".into(),
-                    });
+            Event::Alias(id) => match self.anchors.get(&id).map(|(_, size)| *size) {
+                Some(size) => {
+                    // Counted before the clone, so a huge expansion is never built.
+                    if self.count(size, loc) {
+                        let node = self.anchors[&id].0.clone();
+                        self.push_complete(Node { loc, ..node }, 0, size);
+                    }
                 }
+                None => self.fail(loc, "alias to an unknown anchor".into()),
             },
             _ => {}
         }
@@ -189,7 +243,7 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
         loc: Loc::from_marker(*e.marker()),
         message: e.info().to_string(),
     })?;
-    if let Some(e) = builder.alias_error {
+    if let Some(e) = builder.error {
         return Err(e);
     }
     Ok(builder.docs.into_iter().next().unwrap_or(Node {
@@ -275,6 +329,36 @@ fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, (S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_aliases_are_refused_before_they_expand() {
+        // "Billion laughs": 9 levels of 9 aliases each would be 9^9 nodes.
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            src.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("more than 100000 nodes"), "{e:?}");
+        // A few aliases stay fine, counted at their size.
+        let ok = parse("base: &b {type: files, path: ./d}\nsource: *b\nother: *b\n").unwrap();
+        assert_eq!(
+            ok.get("other").unwrap().1.get("path").unwrap().1.as_str(),
+            Some("./d")
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let src = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("nested deeper than 64"), "{e:?}");
+        // Far deeper, yaml-rust2's own recursion limit answers first.
+        let src = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&src).is_err());
+        let ok = format!("{}1{}", "[".repeat(60), "]".repeat(60));
+        parse(&ok).unwrap();
+    }
 
     #[test]
     fn nodes_know_their_line_and_column() {

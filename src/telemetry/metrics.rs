@@ -125,7 +125,8 @@ impl Gauge {
 
 impl StageMetrics {
     pub fn set_last_error(&self, error: &str) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(super::secrets::scrub(error).into_owned());
     }
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -2,6 +2,7 @@
 
 pub mod drift;
 pub mod metrics;
+pub mod secrets;
 
 pub use metrics::{ChannelStats, PipelineMetrics};
 
@@ -49,10 +50,13 @@ struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Each log line comes whole in one write: scrubbed of secrets here.
+        let text = String::from_utf8_lossy(buf);
+        let clean = secrets::scrub(&text);
         let bar = PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match bar {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(clean.as_bytes()))?,
+            None => std::io::stderr().write_all(clean.as_bytes())?,
         }
         Ok(buf.len())
     }

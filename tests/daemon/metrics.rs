@@ -180,6 +180,13 @@ sinks:
             second[name]
         );
     }
+    // The drift signal follows the data: a later epoch of other texts has a
+    // centroid apart from the first epoch's (a cosine distance, in (0, 2]).
+    let drift = second["sluice_embed_centroid_distance/embed"];
+    assert!(
+        drift > 0.0 && drift <= 2.0,
+        "centroid distance {drift} after new texts"
+    );
     let (status, _) = d.terminate();
     assert!(status.success());
 }

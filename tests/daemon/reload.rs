@@ -133,7 +133,9 @@ fn an_edit_restarts_one_pipeline_a_broken_edit_keeps_the_old_one_and_a_deleted_f
         "pipelines/alpha.yaml",
         "--format",
         "json",
-        "SELECT count(*) AS n, count(DISTINCT chunk_id) AS chunks FROM out",
+        // The log, not the current-state view `out`, which would hide a chunk
+        // written again in a later epoch.
+        "SELECT count(*) AS n, count(DISTINCT chunk_id) AS chunks FROM out_log",
     ]);
     let rows: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(rows[0]["n"].as_u64().unwrap() > 0);

@@ -30,7 +30,7 @@ fn kill_9_at_random_moments_then_restart_leaves_every_sink_exact() {
     corpus.write_all(&ws);
     ws.write("p.yaml", pipeline(&target));
     let log = ws.path("runs.log");
-    let checkpoint = ws.path(".sluice/checkpoint.json");
+    let checkpoint = ws.path(".sluice/exactly_once/checkpoint.json");
 
     let (mut kills, mut completed, mut changes) = (0, 0, 0);
     let mut epochs = Vec::new();

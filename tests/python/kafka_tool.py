@@ -3,9 +3,10 @@
 
     kafka_tool.py BROKERS create TOPIC PARTITIONS
     kafka_tool.py BROKERS produce TOPIC < messages.jsonl
-        each line: {"key": str|null, "value": str|null, "headers": {..}, "partition": int}
+        each line: {"key": str|null, "value": str|null, "headers": {..}, "partition": int,
+                    "timestamp": ms}
         a null value is a tombstone. Single-record batches (batch.num.messages=1,
-        linger.ms=0): tansu mishandles multi-record producer batches (services.md).
+        linger.ms=0): tansu mishandles multi-record producer batches.
     kafka_tool.py BROKERS generate TOPIC COUNT SIZE
         COUNT messages doc-N of about SIZE bytes of text, round-robin over the
         partitions, still one record per producer batch but many in flight
@@ -39,6 +40,8 @@ elif cmd == "produce":
         kw = {}
         if m.get("partition") is not None:
             kw["partition"] = m["partition"]
+        if m.get("timestamp") is not None:
+            kw["timestamp"] = m["timestamp"]
         value = m.get("value")
         p.produce(topic, key=m.get("key"), value=None if value is None else value.encode(),
                   headers=list((m.get("headers") or {}).items()), **kw)

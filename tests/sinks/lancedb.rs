@@ -155,7 +155,7 @@ fn lancedb_round_trip(ws: &Workspace, sink: &str, uri: &str, options: &Options) 
     ws.ok(&["run", "p.yaml"]);
     let after: BTreeSet<String> = expected(ws).into_keys().collect();
     assert_eq!(lance_ids(&rt, uri, options), after);
-    std::fs::remove_file(ws.path(".sluice/checkpoint.json")).unwrap();
+    std::fs::remove_file(ws.path(".sluice/sinks/checkpoint.json")).unwrap();
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(
         lance_ids(&rt, uri, options),

@@ -113,7 +113,7 @@ fn pgvector_holds_exactly_the_current_chunks_with_their_vectors() {
     assert_eq!(read(&rt), after);
 
     // A replay after a lost checkpoint writes nothing twice.
-    std::fs::remove_file(ws.path(".sluice/checkpoint.json")).unwrap();
+    std::fs::remove_file(ws.path(".sluice/sinks/checkpoint.json")).unwrap();
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(read(&rt), after);
 }

@@ -115,8 +115,10 @@ impl OnlineStore {
         undo: Option<String>,
     ) -> Result<OnlineStore> {
         let client = redis::Client::open(url).map_err(|e| {
-            let url = sluice_connector_sdk::config::redact_url(url);
-            ConnectorError::user(format!("bad Redis URL {url}")).with_source(e)
+            // redis may quote the URL it refused: never with its password.
+            let redacted = sluice_connector_sdk::config::redact_url(url);
+            let why = e.to_string().replace(url, &redacted);
+            ConnectorError::user(format!("bad Redis URL {redacted}: {why}"))
         })?;
         let mut conn = client
             .get_multiplexed_async_connection()

@@ -12,6 +12,9 @@ use crate::config::{FeatureStoreSinkConfig, EVENT_TIMESTAMP};
 use crate::offline::OfflineStore;
 use crate::online::{OnlineRow, OnlineStore};
 
+/// A row the store cannot hold: (doc_id, version, why).
+type Refused = (String, String, String);
+
 pub struct FeatureStoreSink {
     config: FeatureStoreSinkConfig,
     input: SchemaRef,
@@ -22,6 +25,8 @@ pub struct FeatureStoreSink {
     pending: Vec<RecordBatch>,
     /// Base key of the online undo logs; none for a shared or backfill writer.
     undo: Option<String>,
+    /// Where rows without an entity or an event time go.
+    ctx: SinkContext,
 }
 
 impl FeatureStoreSink {
@@ -41,7 +46,60 @@ impl FeatureStoreSink {
             name: ctx.name.clone(),
             base_dir: ctx.base_dir.clone(),
             pending: Vec::new(),
+            ctx: ctx.clone(),
         })
+    }
+
+    /// Take out the rows a feature store cannot hold (an entity column or the
+    /// event time is null: the row has no key, or no time to order it by) and
+    /// say why, per document; the rest of `batch` goes on.
+    fn refuse_rows(&self, batch: RecordBatch) -> Result<(RecordBatch, Vec<Refused>)> {
+        let mut why: Vec<Option<String>> = vec![None; batch.num_rows()];
+        let checked = self
+            .config
+            .entity
+            .iter()
+            .map(|k| (k.as_str(), "entity column"))
+            .chain([(self.config.event_timestamp.as_str(), "event time column")]);
+        for (name, what) in checked {
+            let Some(col) = batch.column_by_name(name) else {
+                continue;
+            };
+            for (r, reason) in why.iter_mut().enumerate() {
+                if col.is_null(r) && reason.is_none() {
+                    *reason = Some(format!("the {what} `{name}` is null"));
+                }
+            }
+        }
+        if why.iter().all(Option::is_none) {
+            return Ok((batch, Vec::new()));
+        }
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>().cloned())
+        };
+        let (docs, versions) = (text("doc_id"), text("version"));
+        let keys = self.keys(&batch)?;
+        let refused = why
+            .iter()
+            .enumerate()
+            .filter_map(|(r, w)| {
+                let doc = docs
+                    .as_ref()
+                    .filter(|d| d.is_valid(r))
+                    .map(|d| d.value(r).to_string())
+                    .unwrap_or_else(|| format!("entity {}", keys[r]));
+                let version = versions
+                    .as_ref()
+                    .filter(|v| v.is_valid(r))
+                    .map(|v| v.value(r).to_string())
+                    .unwrap_or_default();
+                Some((doc, version, w.clone()?))
+            })
+            .collect();
+        let keep: arrow::array::BooleanArray = why.iter().map(|w| Some(w.is_none())).collect();
+        Ok((arrow::compute::filter_record_batch(&batch, &keep)?, refused))
     }
 
     /// The entity key of each row: the key columns' values joined by `|`.
@@ -229,11 +287,13 @@ impl Sink for FeatureStoreSink {
         let created = chrono::Utc::now().timestamp_micros();
         let mut shaped = Vec::new();
         let mut deletes = Vec::new();
+        let mut refused = Vec::new();
         for b in &self.pending {
             let del = is_delete(b);
             let keep: arrow::array::BooleanArray = del.iter().map(|d| Some(!d)).collect();
             let gone: arrow::array::BooleanArray = del.iter().map(|d| Some(*d)).collect();
-            let upserts = arrow::compute::filter_record_batch(b, &keep)?;
+            let (upserts, letters) = self.refuse_rows(arrow::compute::filter_record_batch(b, &keep)?)?;
+            refused.extend(letters);
             if upserts.num_rows() > 0 {
                 shaped.push(self.offline.shape(&upserts, created)?);
             }
@@ -251,6 +311,12 @@ impl Sink for FeatureStoreSink {
             retry.wait(e, &self.name, &self.redis()).await?;
         }
         self.pending.clear();
+        // One letter per document, however many of its rows were refused.
+        refused.sort();
+        refused.dedup_by(|a, b| a.0 == b.0);
+        for (doc, version, why) in refused {
+            self.ctx.dead_letter(doc, version, why);
+        }
         Ok(())
     }
 

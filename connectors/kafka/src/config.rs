@@ -39,6 +39,8 @@ pub enum SourceMode {
 ///   max_message_size: 64MB    # larger values go to the dead-letter store
 ///   options: {}               # librdkafka properties, e.g. security.protocol
 ///   # object_events only:
+///   allow: [s3://bucket/incoming/]  # required: only objects under these URL
+///                             # prefixes are fetched; any other is a dead letter
 ///   storage_options: {}       # as the files source's, for fetching the objects
 ///   read_concurrency: 8
 /// ```
@@ -65,6 +67,9 @@ pub struct KafkaSourceConfig {
     pub storage_options: BTreeMap<String, String>,
     #[serde(default = "default_read_concurrency")]
     pub read_concurrency: usize,
+    /// object_events: the URL prefixes objects may be fetched from.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 fn default_mode() -> SourceMode {
@@ -103,12 +108,33 @@ pub(crate) fn client_config(
     c
 }
 
+/// `message` with every option value taken out: librdkafka echoes a value it
+/// refuses, and options carry passwords (`sasl.password: ${KAFKA_PASSWORD}`).
+pub(crate) fn redact(message: &str, options: &BTreeMap<String, String>) -> String {
+    let mut values: Vec<&str> = options
+        .values()
+        .map(String::as_str)
+        .filter(|v| v.len() >= 3)
+        .collect();
+    // Longest first, so a value that contains another is taken out whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+        .into_iter()
+        .fold(message.to_string(), |m, v| m.replace(v, "<redacted>"))
+}
+
 /// Check options by building a client (librdkafka validates every property).
-fn check_options<T: rdkafka::config::FromClientConfig>(c: &ClientConfig) -> Option<ConfigIssue> {
+fn check_options<T: rdkafka::config::FromClientConfig>(
+    c: &ClientConfig,
+    options: &BTreeMap<String, String>,
+) -> Option<ConfigIssue> {
     c.create::<T>().err().map(|e| {
         ConfigIssue::new(
             Some("options"),
-            format!("librdkafka refuses the client settings: {e}"),
+            format!(
+                "librdkafka refuses the client settings: {}",
+                redact(&e.to_string(), options)
+            ),
         )
         .with_hint("options are librdkafka properties, see its CONFIGURATION.md")
     })
@@ -182,7 +208,30 @@ impl SourceConfig for KafkaSourceConfig {
                 "storage_options are for mode: object_events",
             ));
         }
-        issues.extend(check_options::<rdkafka::consumer::BaseConsumer>(&self.client()));
+        match self.mode {
+            SourceMode::ObjectEvents if self.allow.is_empty() => issues.push(
+                ConfigIssue::new(
+                    None,
+                    "mode: object_events needs `allow`: the URL prefixes objects may be fetched from",
+                )
+                .with_hint("e.g. `allow: [s3://my-bucket/incoming/]`; an event naming anything else is a dead letter"),
+            ),
+            SourceMode::ObjectEvents => {
+                for prefix in &self.allow {
+                    if let Err(e) = crate::events::check_prefix(prefix) {
+                        issues.push(ConfigIssue::new(Some("allow"), e));
+                    }
+                }
+            }
+            SourceMode::Documents if !self.allow.is_empty() => {
+                issues.push(ConfigIssue::new(Some("allow"), "allow is for mode: object_events"))
+            }
+            SourceMode::Documents => {}
+        }
+        issues.extend(check_options::<rdkafka::consumer::BaseConsumer>(
+            &self.client(),
+            &self.options,
+        ));
         issues
     }
 
@@ -259,7 +308,10 @@ impl SinkConfig for KafkaSinkConfig {
                 format!("the input has no column `{key}`; it has {}", names.join(", ")),
             ));
         }
-        issues.extend(check_options::<rdkafka::producer::BaseProducer>(&self.client()));
+        issues.extend(check_options::<rdkafka::producer::BaseProducer>(
+            &self.client(),
+            &self.options,
+        ));
         issues
     }
 

@@ -84,6 +84,40 @@ fn decode_key(key: &str) -> Result<String, String> {
         .map_err(|_| format!("object key `{key}` is not UTF-8 once decoded"))
 }
 
+/// Whether `url` may be fetched: under one of the `allow` prefixes, with no
+/// `.` or `..` segment that could climb out of it. The reason when not.
+pub fn permitted(url: &str, allow: &[String]) -> Result<(), String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Err(format!("`{url}` is not a URL"));
+    };
+    if rest.split('/').skip(1).any(|seg| matches!(seg, "." | "..")) {
+        return Err(format!("`{url}` has a `.` or `..` segment"));
+    }
+    if allow.iter().any(|p| url.starts_with(p.as_str())) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{url}` is outside the source's `allow` prefixes ({})",
+            allow.join(", ")
+        ))
+    }
+}
+
+/// A prefix for `allow`: `scheme://bucket/...`.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    match prefix.split_once("://") {
+        Some((scheme, rest)) if !scheme.is_empty() && !rest.is_empty() => {
+            if rest.split('/').any(|seg| matches!(seg, "." | "..")) {
+                return Err(format!("`{prefix}` has a `.` or `..` segment"));
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "`{prefix}` is not a URL prefix; write e.g. s3://bucket/incoming/"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +158,24 @@ mod tests {
             .contains("not a URL"));
         assert!(decode_event(br#"{"other": 1}"#).unwrap_err().contains("neither"));
         assert!(decode_event(br#"{"Records": [{"s3": {}}]}"#).is_err());
+    }
+
+    #[test]
+    fn only_urls_under_an_allowed_prefix_may_be_fetched() {
+        let allow = vec!["s3://docs/incoming/".to_string()];
+        assert!(permitted("s3://docs/incoming/a.md", &allow).is_ok());
+        for bad in [
+            "file:///etc/hostname",
+            "s3://docs/private/a.md",
+            "s3://other/incoming/a.md",
+            "s3://docs/incoming/../private/a.md",
+            "http://169.254.169.254/latest/meta-data",
+            "no-scheme",
+        ] {
+            assert!(permitted(bad, &allow).is_err(), "{bad} was permitted");
+        }
+        assert!(check_prefix("s3://docs/").is_ok());
+        assert!(check_prefix("docs/").is_err());
+        assert!(check_prefix("s3://docs/../x").is_err());
     }
 }

@@ -23,10 +23,10 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub fn new(config: KafkaSinkConfig, ctx: &SinkContext, input: SchemaRef) -> Result<Self> {
-        let producer: FutureProducer = config
-            .client()
-            .create()
-            .map_err(|e| ConnectorError::user("Kafka producer settings").with_source(e))?;
+        let producer: FutureProducer = config.client().create().map_err(|e| {
+            let e = crate::config::redact(&e.to_string(), &config.options);
+            ConnectorError::user(format!("Kafka producer settings: {e}"))
+        })?;
         Ok(KafkaSink {
             key: config.key_column(&input),
             config,

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use sluice_connector_sdk::documents::{self, DocumentRow};
@@ -75,22 +75,59 @@ struct Received {
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, String)>,
-    timestamp_ms: Option<i64>,
+    /// Why the message cannot be read (it becomes a dead letter).
+    defect: Option<String>,
+    timestamp_us: Option<i64>,
+}
+
+/// The message's headers, values read as lossy UTF-8. rdkafka's own accessor
+/// panics on a header name that is not UTF-8 (it unwraps `CStr::to_str`), so
+/// they are read through librdkafka here, and such a message is refused.
+fn read_headers(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> std::result::Result<Vec<(String, String)>, String> {
+    use rdkafka::bindings as rd;
+    let mut list: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka sets `list`
+    // to its header list (owned by the message) or leaves it null.
+    let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut list) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || list.is_null() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for idx in 0.. {
+        let mut name: *const std::ffi::c_char = std::ptr::null();
+        let mut value: *const std::ffi::c_void = std::ptr::null();
+        let mut size = 0usize;
+        // SAFETY: `list` is valid while `m` is; the out-pointers get views into it.
+        let err = unsafe { rd::rd_kafka_header_get_all(list, idx, &mut name, &mut value, &mut size) };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            break;
+        }
+        // SAFETY: librdkafka's header names are NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) };
+        let Ok(name) = name.to_str() else {
+            let shown = String::from_utf8_lossy(name.to_bytes()).into_owned();
+            return Err(format!("header {idx} has a name that is not UTF-8 ({shown:?})"));
+        };
+        let value = if value.is_null() {
+            String::new()
+        } else {
+            // SAFETY: `value` points at `size` bytes of the header's value.
+            let bytes = unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) };
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
 }
 
 impl Received {
     fn of(m: &rdkafka::message::BorrowedMessage<'_>) -> Self {
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                        (h.key.to_string(), value.unwrap_or_default())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (headers, defect) = match read_headers(m) {
+            Ok(h) => (h, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
         Received {
             topic: m.topic().to_string(),
             partition: m.partition(),
@@ -98,7 +135,10 @@ impl Received {
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().map(<[u8]>::to_vec),
             headers,
-            timestamp_ms: m.timestamp().to_millis(),
+            defect,
+            // Microseconds, as `modified_at` keeps them; a time too far out
+            // to convert is left unknown rather than wrapped around.
+            timestamp_us: m.timestamp().to_millis().and_then(|t| t.checked_mul(1000)),
         }
     }
 
@@ -193,10 +233,11 @@ impl KafkaSource {
         let context = Rebalances::default();
         context.lag.store(-1, std::sync::atomic::Ordering::Relaxed);
         let revoked = context.revoked.clone();
-        let consumer: StreamConsumer<Rebalances> = config
-            .client()
-            .create_with_context(context)
-            .map_err(|e| ConnectorError::user("Kafka consumer settings").with_source(e))?;
+        let consumer: StreamConsumer<Rebalances> =
+            config.client().create_with_context(context).map_err(|e| {
+                let e = crate::config::redact(&e.to_string(), &config.options);
+                ConnectorError::user(format!("Kafka consumer settings: {e}"))
+            })?;
         Ok(KafkaSource {
             config,
             ctx,
@@ -274,6 +315,10 @@ impl KafkaSource {
         let mut rows = Vec::with_capacity(self.inbox.len());
         let mut letters = Vec::new();
         for m in &self.inbox {
+            if let Some(defect) = &m.defect {
+                letters.push(m.letter(m.fallback_id(), defect.clone()));
+                continue;
+            }
             let doc_id = match m.key.as_deref().map(std::str::from_utf8) {
                 Some(Ok(k)) if !k.is_empty() => k.to_string(),
                 Some(Ok(_)) | None => {
@@ -309,7 +354,7 @@ impl KafkaSource {
                         .unwrap_or_else(|| sluice_object_store::files::content_type(&doc_id, head).into()),
                 ),
                 metadata: Some(metadata(m, serde_json::Map::new())),
-                modified_at: m.timestamp_ms.map(|t| t * 1000),
+                modified_at: m.timestamp_us,
                 version: m.version(),
                 content: Some(value.clone()),
                 doc_id,
@@ -347,6 +392,10 @@ impl KafkaSource {
         let mut fetches = Vec::new();
         for i in 0..self.inbox.len() {
             let m = &self.inbox[i];
+            if let Some(defect) = &m.defect {
+                letters.push(m.letter(m.fallback_id(), defect.clone()));
+                continue;
+            }
             let events = match m.value.as_deref().map(decode_event) {
                 Some(Ok(events)) => events,
                 Some(Err(e)) => {
@@ -364,7 +413,10 @@ impl KafkaSource {
                     ObjectEvent::Delete { url } => {
                         slots.push(Slot::Row(DocumentRow::delete(url, version.clone())))
                     }
-                    ObjectEvent::Upsert { url } => match self.store_for(&url) {
+                    ObjectEvent::Upsert { url } => match crate::events::permitted(&url, &self.config.allow)
+                        .map_err(ConnectorError::user)
+                        .and_then(|()| self.store_for(&url))
+                    {
                         Ok((store, path)) => {
                             fetches.push((store, path));
                             slots.push(Slot::Fetch { msg: i, url });

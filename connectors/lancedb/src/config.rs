@@ -179,7 +179,8 @@ impl SinkConfig for LanceDbSinkConfig {
                 ctx.name.clone(),
             )
             .with_shared(ctx.shared)
-            .with_backfill(ctx.backfill),
+            .with_backfill(ctx.backfill)
+            .with_context(ctx),
         ))
     }
 }

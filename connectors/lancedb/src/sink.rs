@@ -11,9 +11,9 @@ use arrow::datatypes::{DataType, SchemaRef};
 use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 use lancedb::index::Index;
 use lancedb::{Connection, DistanceType, Table};
-use sluice_connector_sdk::replace::epoch_rows;
+use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions};
 use sluice_connector_sdk::retry::Retry;
-use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
 
 use sluice_connector_sdk::Metric;
 
@@ -31,6 +31,45 @@ pub struct LanceDbSink {
     shared: bool,
     /// Written by a backfill: rows carry epoch 0.
     backfill: bool,
+    /// Where refused documents go.
+    ctx: Option<SinkContext>,
+    /// The documents the last commit attempt left out, with why.
+    refused: Vec<(String, String, String)>,
+}
+
+/// The documents whose embedding holds a NaN or an infinity: no distance to
+/// them means anything, and they break index training. (doc_id → reason)
+fn non_finite(batches: &[RecordBatch], doc: &str, embedding: &str) -> Vec<(String, String)> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Float32Type;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for b in batches {
+        let (Some(ids), Some(vectors)) = (
+            b.column_by_name(doc).and_then(|c| c.as_string_opt::<i32>()),
+            b.column_by_name(embedding)
+                .and_then(|c| c.as_fixed_size_list_opt()),
+        ) else {
+            continue;
+        };
+        let Some(values) = vectors.values().as_primitive_opt::<Float32Type>() else {
+            continue;
+        };
+        let dim = vectors.value_length() as usize;
+        for r in 0..b.num_rows() {
+            if vectors.is_null(r) || ids.is_null(r) {
+                continue;
+            }
+            let start = vectors.value_offset(r) as usize;
+            let bad = values.values()[start..start + dim].iter().any(|v| !v.is_finite());
+            if bad && !out.iter().any(|(d, _)| d == ids.value(r)) {
+                out.push((
+                    ids.value(r).to_string(),
+                    format!("`{embedding}` holds a NaN or an infinite value"),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Storage and network failures may pass (an object store that is briefly
@@ -92,7 +131,16 @@ impl LanceDbSink {
             indexed: false,
             shared: false,
             backfill: false,
+            ctx: None,
+            refused: Vec::new(),
         }
+    }
+
+    /// Documents with vectors Lance should not hold become dead letters
+    /// through `ctx` (without it, the run stops on them).
+    pub fn with_context(mut self, ctx: &SinkContext) -> Self {
+        self.ctx = Some(ctx.clone());
+        self
     }
 
     /// See `SinkContext::backfill`: no rollback, and rows stamped epoch 0.
@@ -216,6 +264,12 @@ impl Sink for LanceDbSink {
             }
         }
         self.pending.clear();
+        for (doc, version, why) in std::mem::take(&mut self.refused) {
+            match &self.ctx {
+                Some(ctx) => ctx.dead_letter(doc, version, why),
+                None => return Err(ConnectorError::user(format!("document {doc} refused: {why}"))),
+            }
+        }
         self.maybe_index().await
     }
 }
@@ -260,8 +314,20 @@ impl LanceDbSink {
     }
 
     async fn commit_once(&mut self, epoch: Epoch) -> Result<()> {
-        let rows = epoch_rows(&self.pending, &self.config.doc_column)?;
+        self.refused.clear();
+        let mut rows = epoch_rows(&self.pending, &self.config.doc_column)?;
         let doc = self.config.doc_column.clone();
+        // Refused documents are left as they were (neither deleted nor added).
+        let refused = non_finite(&rows.batches, &doc, &self.config.embedding_column);
+        if !refused.is_empty() {
+            let versions = versions(&rows.batches, &doc);
+            rows.doc_ids.retain(|d| !refused.iter().any(|(r, _)| r == d));
+            rows.batches = rows_of(&rows.batches, &doc, &rows.doc_ids)?;
+            self.refused = refused
+                .into_iter()
+                .map(|(d, why)| (d.clone(), versions.get(&d).cloned().unwrap_or_default(), why))
+                .collect();
+        }
         let table = self.table()?.clone();
         for ids in rows.doc_ids.chunks(500) {
             table

@@ -203,7 +203,8 @@ impl SinkConfig for PgVectorSinkConfig {
         Ok(Box::new(
             PgVectorSink::new(self.clone(), columns, ctx.name.clone(), self.tls_connector(ctx)?)
                 .with_shared(ctx.shared)
-                .with_backfill(ctx.backfill),
+                .with_backfill(ctx.backfill)
+                .with_context(ctx),
         ))
     }
 
@@ -230,5 +231,10 @@ mod tests {
         );
         assert_eq!(redact("postgresql://u@h/db"), "postgresql://u@h/db");
         assert_eq!(redact("postgresql://h/db"), "postgresql://h/db");
+        // Regression: a password in the query string was printed as given.
+        assert_eq!(
+            redact("postgresql://u@h/db?sslmode=require&password=s3cret"),
+            "postgresql://u@h/db?sslmode=require&password=***"
+        );
     }
 }

@@ -9,9 +9,10 @@
 //!   backoff, for up to `max_outage`; then the pipeline stops, naming the server.
 
 use arrow::array::RecordBatch;
-use sluice_connector_sdk::replace::epoch_rows;
+use sluice_connector_sdk::refuse::Bisect;
+use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions};
 use sluice_connector_sdk::retry::Retry;
-use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink};
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
@@ -33,6 +34,8 @@ pub struct PgVectorSink {
     shared: bool,
     /// Written by a backfill: rows carry epoch 0.
     backfill: bool,
+    /// Where refused documents go.
+    ctx: Option<SinkContext>,
 }
 
 fn quote(ident: &str) -> String {
@@ -61,7 +64,15 @@ impl PgVectorSink {
             tls,
             shared: false,
             backfill: false,
+            ctx: None,
         }
+    }
+
+    /// Documents the database refuses for their content become dead letters
+    /// through `ctx` (without it, such a refusal stops the run).
+    pub fn with_context(mut self, ctx: &SinkContext) -> Self {
+        self.ctx = Some(ctx.clone());
+        self
     }
 
     /// See `SinkContext::backfill`: no rollback, and rows stamped epoch 0.
@@ -260,8 +271,38 @@ impl PgVectorSink {
         Ok(())
     }
 
+    /// Write the epoch. A refusal for a row's content (a NUL byte in text, a NaN
+    /// in a vector) is narrowed down to its documents, which become dead
+    /// letters; the other documents are written.
     async fn write_epoch(&mut self, epoch: Epoch) -> Result<()> {
         let rows = epoch_rows(&self.pending, &self.config.doc_column)?;
+        let mut bisect = Bisect::new(rows.doc_ids.clone());
+        while let Some(docs) = bisect.next_attempt() {
+            let subset = if docs.len() == rows.doc_ids.len() {
+                rows.batches.clone()
+            } else {
+                rows_of(&rows.batches, &self.config.doc_column, &docs)?
+            };
+            if let Err(e) = self.write_docs(epoch, &docs, &subset).await {
+                bisect.failed(docs, e)?;
+            }
+        }
+        if !bisect.refused().is_empty() {
+            let Some(ctx) = &self.ctx else {
+                let (doc, why) = &bisect.refused()[0];
+                return Err(ConnectorError::user(format!("document {doc} refused: {why}")));
+            };
+            let versions = versions(&rows.batches, &self.config.doc_column);
+            for (doc, why) in bisect.refused() {
+                let version = versions.get(doc).cloned().unwrap_or_default();
+                ctx.dead_letter(doc.clone(), version, why.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// One transaction: delete every row of `doc_ids`, then COPY `batches`.
+    async fn write_docs(&mut self, epoch: Epoch, doc_ids: &[String], batches: &[RecordBatch]) -> Result<()> {
         let vector = self
             .vector_type
             .clone()
@@ -292,7 +333,7 @@ impl PgVectorSink {
             .map_err(|e| pg_err(&server, "BEGIN", e))?;
         tx.execute(
             &format!("DELETE FROM {t} WHERE {doc_column} = ANY($1)"),
-            &[&rows.doc_ids],
+            &[&doc_ids],
         )
         .await
         .map_err(|e| pg_err(&server, "deleting replaced documents", e))?;
@@ -303,13 +344,13 @@ impl PgVectorSink {
         let writer = BinaryCopyInWriter::new(copy, &types);
         futures::pin_mut!(writer);
         let epoch_value = if self.backfill { 0 } else { epoch as i64 };
-        for batch in &rows.batches {
+        for batch in batches {
             for row in 0..batch.num_rows() {
                 let values: Vec<columns::Value> = columns
                     .iter()
                     .map(|c| columns::value(batch, c, row))
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(ConnectorError::user)?;
+                    .map_err(ConnectorError::data)?;
                 let mut refs: Vec<&(dyn ToSql + Sync)> =
                     values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
                 refs.push(&epoch_value);
@@ -327,10 +368,26 @@ impl PgVectorSink {
 }
 
 fn pg_err(server: &str, what: &str, e: tokio_postgres::Error) -> ConnectorError {
+    if is_data_error(&e) {
+        // The server's own words (tokio-postgres prints only "db error").
+        let why = e
+            .as_db_error()
+            .map(|d| format!("{} (SQLSTATE {})", d.message(), d.code().code()))
+            .unwrap_or_else(|| e.to_string());
+        return ConnectorError::data(format!("PostgreSQL refused a row ({what}): {why}"));
+    }
     let retry = is_connection_error(&e);
     ConnectorError::external(format!("PostgreSQL at {server}: {what}"))
         .with_source(e)
         .retryable(retry)
+}
+
+/// A refusal of a value, not of the request: SQLSTATE class 22 (data exception:
+/// a NUL byte in text, a NaN in a vector, a number out of range), 23 (integrity
+/// constraint) or 54 (program limit: a value too large for an index).
+fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| ["22", "23", "54"].iter().any(|class| c.code().starts_with(class)))
 }
 
 #[async_trait::async_trait]

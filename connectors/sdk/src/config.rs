@@ -203,11 +203,92 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = match rest.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
+            None => format!("{scheme}://{userinfo}@{host}"),
         },
-        None => url.to_string(),
+        None => format!("{scheme}://{rest}"),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if is_secret_name(k) => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// A parameter or option name that holds a secret (`password`, `sslpassword`,
+/// `sasl.password`, `secret_access_key`, `token`, ...).
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let word_secret = n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+        w.ends_with("password")
+            || w.ends_with("passwd")
+            || matches!(w, "secret" | "token" | "credential" | "credentials" | "apikey")
+    });
+    word_secret || n.contains("api_key") || n.contains("private_key")
+}
+
+/// The secrets inside a URL: the password of its user info and the values of
+/// query parameters with a secret's name (`?password=`, `?sslpassword=`).
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut out = Vec::new();
+    if let Some((userinfo, _)) = rest.rsplit_once('@') {
+        if let Some((_, password)) = userinfo.split_once(':') {
+            out.push(password.to_string());
+        }
+    }
+    for kv in query.split('&') {
+        if let Some((k, v)) = kv.split_once('=') {
+            if is_secret_name(k) {
+                out.push(v.to_string());
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secret_names_are_words_not_substrings() {
+        for yes in [
+            "password",
+            "sasl.password",
+            "sslpassword",
+            "secret_access_key",
+            "token",
+            "api_token",
+            "API_KEY",
+            "private_key",
+        ] {
+            assert!(super::is_secret_name(yes), "{yes}");
+        }
+        for no in [
+            "max_tokens",
+            "overlap_tokens",
+            "key",
+            "key_column",
+            "table",
+            "entity",
+        ] {
+            assert!(!super::is_secret_name(no), "{no}");
+        }
     }
 }

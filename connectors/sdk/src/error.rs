@@ -11,6 +11,10 @@ pub enum ErrorKind {
     External,
     /// A bug in sluice or a connector.
     Internal,
+    /// One record's content was refused (a NUL byte in PostgreSQL text, a NaN
+    /// in a vector): that record is a dead letter, the others go on. See
+    /// [`crate::refuse`].
+    Data,
 }
 
 impl fmt::Display for ErrorKind {
@@ -19,6 +23,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::User => "user error",
             ErrorKind::External => "external error",
             ErrorKind::Internal => "internal error",
+            ErrorKind::Data => "data error",
         })
     }
 }
@@ -54,6 +59,17 @@ impl ConnectorError {
     /// An external system failed in a way that a retry may fix.
     pub fn external(context: impl Into<String>) -> Self {
         Self::new(ErrorKind::External, true, context)
+    }
+
+    /// A record's content was refused; retrying it will not help, but the other
+    /// records of the write may go through without it.
+    pub fn data(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Data, false, context)
+    }
+
+    /// Whether this refuses a record's content rather than failing the system.
+    pub fn is_data(&self) -> bool {
+        self.kind == ErrorKind::Data
     }
 
     /// An invariant of sluice itself was broken.

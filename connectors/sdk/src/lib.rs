@@ -16,6 +16,8 @@
 //!   Parquet sink, stage taps and the dead-letter store all write through it.
 //! - [`replace`]: the rows a document-replacing sink writes for an epoch, and an
 //!   epoch's net effect per document for a change log.
+//! - [`refuse`]: bisecting a write that a store refused for one record's content,
+//!   so only that document becomes a dead letter.
 //! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
 
 pub mod backfill;
@@ -24,6 +26,7 @@ pub mod documents;
 pub mod epoch_log;
 pub mod error;
 pub mod message;
+pub mod refuse;
 pub mod replace;
 pub mod retry;
 pub mod sink;

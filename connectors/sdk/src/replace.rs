@@ -122,6 +122,46 @@ fn last_runs(pending: &[RecordBatch], doc_column: &str, keep_deletes: bool) -> R
     })
 }
 
+/// The rows of `batches` whose `doc_column` is one of `docs` (for writing a
+/// subset of an epoch's documents, see [`crate::refuse`]).
+pub fn rows_of(batches: &[RecordBatch], doc_column: &str, docs: &[String]) -> Result<Vec<RecordBatch>> {
+    let wanted: std::collections::HashSet<&str> = docs.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for b in batches {
+        let ids = b
+            .column_by_name(doc_column)
+            .ok_or_else(|| ConnectorError::internal(format!("no column `{doc_column}`")))?;
+        let keep: BooleanArray = strings(ids.as_ref())?
+            .iter()
+            .map(|d| Some(d.is_some_and(|d| wanted.contains(d))))
+            .collect();
+        let kept = filter_record_batch(b, &keep)?;
+        if kept.num_rows() > 0 {
+            out.push(kept);
+        }
+    }
+    Ok(out)
+}
+
+/// Each document's version in `batches` (its last row's), for dead letters.
+pub fn versions(batches: &[RecordBatch], doc_column: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for b in batches {
+        let (Some(Ok(ids)), Ok(vs)) = (
+            b.column_by_name(doc_column).map(|c| strings(c.as_ref())),
+            optional(b, VERSION),
+        ) else {
+            continue;
+        };
+        for (d, v) in ids.iter().zip(vs) {
+            if let Some(d) = d {
+                out.insert(d.to_string(), v.unwrap_or_default().to_string());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

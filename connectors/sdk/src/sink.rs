@@ -1,10 +1,11 @@
 //! The sink side of the connector contract.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
 
-use crate::{Epoch, Result};
+use crate::{DeadLetter, Epoch, Result};
 
 /// What the engine hands a sink when it builds it.
 #[derive(Debug, Clone)]
@@ -28,9 +29,31 @@ pub struct SinkContext {
     /// their own; database sinks skip their rollback by epoch number (as when
     /// `shared`) and stamp the rows with epoch 0, which no rollback removes.
     pub backfill: bool,
+    /// Documents this sink's store refused for their content (see
+    /// [`crate::refuse`]). The engine drains it after each `commit` and files
+    /// the letters under that epoch; the other documents' rows are committed.
+    pub dead_letters: Arc<Mutex<Vec<DeadLetter>>>,
 }
 
 impl SinkContext {
+    /// Send a document this sink could not write to the dead-letter store.
+    pub fn dead_letter(
+        &self,
+        doc_id: impl Into<String>,
+        version: impl Into<String>,
+        error: impl Into<String>,
+    ) {
+        self.dead_letters
+            .lock()
+            .expect("dead-letter buffer poisoned")
+            .push(DeadLetter {
+                doc_id: doc_id.into(),
+                version: version.into(),
+                stage: format!("sink:{}", self.name),
+                error: error.into(),
+            });
+    }
+
     /// The file-name stem of this writer's epoch files: `epoch` or `backfill-epoch`.
     pub fn epoch_stem(&self) -> &'static str {
         if self.backfill {

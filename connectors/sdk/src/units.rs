@@ -42,6 +42,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let num: f64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a size; write e.g. 10MB, 512KiB or 1048576"))?;
+    if !num.is_finite() {
+        return Err(format!("`{s}` is not a size; write e.g. 10MB, 512KiB or 1048576"));
+    }
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -56,8 +59,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    Ok((num * mult as f64) as u64)
+    let bytes = num * mult as f64;
+    if bytes > MAX_SIZE as f64 {
+        return Err(format!("`{s}` is too large; sizes are at most 1PiB"));
+    }
+    Ok(bytes as u64)
 }
+
+/// The largest size a config may give (1 PiB): anything larger is a typo.
+pub const MAX_SIZE: u64 = 1 << 50;
+
+/// The longest duration a config may give (10 years): timers and clocks
+/// overflow long before `Duration::MAX`, and anything longer is a typo.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86400);
 
 /// Parse `250ms`, `5s`, `2m`, `1h`, `30` (seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -77,7 +91,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => num * 86400.0,
         other => return Err(format!("unknown duration unit `{other}`; use ms, s, m, h or d")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("`{s}` is too long; durations are at most 3650d")),
+    }
+}
+
+/// [`parse_duration`], refusing zero: for intervals and timeouts.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("`{s}` is zero; give a duration above 0, e.g. 1s"));
+    }
+    Ok(d)
 }
 
 struct UnitVisitor<F>(F, &'static str);
@@ -135,5 +161,18 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
         assert_eq!(ByteSize(1536).to_string(), "1.5 KiB");
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_not_panics() {
+        // Regression: `Duration::from_secs_f64` panicked on these.
+        assert!(parse_duration("99999999999999999999999s").is_err());
+        assert!(parse_duration("3651d").is_err());
+        assert!(parse_duration(&f64::MAX.to_string()).is_err());
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        assert!(parse_positive_duration("0").is_err());
+        assert!(parse_positive_duration("0ms").is_err());
+        assert!(parse_size("99999999999999999999999GiB").is_err());
+        assert!(parse_size("2000000GiB").is_err());
     }
 }

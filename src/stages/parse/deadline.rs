@@ -1,7 +1,10 @@
-//! Parsers that can loop, panic or go quadratic on hostile input (PDF, HTML) run
-//! on their own thread inside `catch_unwind`, with a deadline. A document past the
-//! deadline is given up on; its thread is left to finish on its own, and what it
-//! holds is freed when it does.
+//! Where parser workers are not available (a library user, a bench), parsers
+//! that can loop, panic or go quadratic on hostile input (PDF, HTML) run on
+//! their own thread inside `catch_unwind`, with a deadline. A document past the
+//! deadline is given up on; its thread is left to finish on its own, and what
+//! it holds is freed when it does. At most [`MAX_RUNNING`] such threads live at
+//! once: past that, documents are refused rather than threads piling up. The
+//! `sluice` binary isolates parsers in processes instead ([`super::worker`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -11,6 +14,10 @@ use super::panic_message;
 
 /// The name of the threads parsers run on (the panic hook keeps their panics quiet).
 pub const THREAD_NAME: &str = "sluice-parser";
+/// How many parser threads may run at once, those past their deadline included.
+pub const MAX_RUNNING: usize = 16;
+
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Run `parse` on a parser thread; `what` names the parser in errors, e.g. `PDF`.
 pub fn run<T: Send + 'static>(
@@ -18,13 +25,24 @@ pub fn run<T: Send + 'static>(
     timeout: Duration,
     parse: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
+    use std::sync::atomic::Ordering;
+    if RUNNING.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        return Err(format!(
+            "{MAX_RUNNING} {what} parsers are still running past their deadline; try again later"
+        ));
+    }
     let (tx, rx) = mpsc::sync_channel(1);
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .spawn(move || {
             let _ = tx.send(catch_unwind(AssertUnwindSafe(parse)));
-        })
-        .map_err(|e| format!("cannot start the {what} parser thread: {e}"))?;
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        return Err(format!("cannot start the {what} parser thread: {e}"));
+    }
     match rx.recv_timeout(timeout) {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => Err(format!("{what} parser panicked: {}", panic_message(&*panic))),

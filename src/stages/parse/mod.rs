@@ -10,6 +10,7 @@ mod html;
 mod markdown;
 mod pdf;
 mod text;
+pub mod worker;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -49,7 +50,18 @@ pub struct ParseConfig {
     /// `pdf_timeout` is the older name.
     #[serde(default = "default_timeout", alias = "pdf_timeout")]
     pub timeout: HumanDuration,
+    /// The address space of a parser worker (PDF, HTML): a document that
+    /// inflates past it is a dead letter.
+    #[serde(default = "default_max_memory")]
+    pub max_memory: sluice_connector_sdk::ByteSize,
 }
+
+fn default_max_memory() -> sluice_connector_sdk::ByteSize {
+    sluice_connector_sdk::ByteSize(2 << 30)
+}
+
+/// The least `max_memory` a worker can start in.
+const MIN_WORKER_MEMORY: u64 = 256 << 20;
 
 fn default_text_field() -> String {
     "text".into()
@@ -67,6 +79,7 @@ impl Default for ParseConfig {
             json_text_field: default_text_field(),
             json_title_field: default_title_field(),
             timeout: default_timeout(),
+            max_memory: default_max_memory(),
         }
     }
 }
@@ -92,10 +105,20 @@ pub struct Parsed {
 
 impl StageConfig for ParseConfig {
     fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
         if self.timeout.0.is_zero() {
-            return vec![ConfigIssue::new(Some("timeout"), "must be more than 0")];
+            issues.push(ConfigIssue::new(Some("timeout"), "must be more than 0"));
         }
-        Vec::new()
+        if self.max_memory.0 < MIN_WORKER_MEMORY {
+            issues.push(ConfigIssue::new(
+                Some("max_memory"),
+                format!(
+                    "must be at least {}",
+                    sluice_connector_sdk::ByteSize(MIN_WORKER_MEMORY)
+                ),
+            ));
+        }
+        issues
     }
 
     fn plan(
@@ -152,7 +175,13 @@ pub fn install_panic_hook() {
         if IN_PARSER.with(|f| f.get()) || parser_thread {
             tracing::debug!("parser panicked (caught): {info}");
         } else {
-            default(info);
+            let said = info.to_string();
+            let clean = crate::telemetry::secrets::scrub(&said);
+            if clean == said {
+                default(info);
+            } else {
+                eprintln!("{clean}");
+            }
         }
     }));
 }
@@ -188,19 +217,28 @@ pub fn parse_document(
     let whole = |r: std::result::Result<Parsed, String>| r.map(|p| (p, Vec::new()));
     let mime = content_type.split(';').next().unwrap_or_default().trim();
     match mime {
-        "application/pdf" => whole(pdf::parse(bytes, config.timeout.0)),
-        "text/html" | "application/xhtml+xml" => {
-            let owned = bytes.to_vec();
-            whole(deadline::run("HTML", config.timeout.0, move || {
-                html::parse(&owned)
-            }))
-        }
+        "application/pdf" => whole(isolated(worker::Parser::Pdf, bytes, config)),
+        "text/html" | "application/xhtml+xml" => whole(isolated(worker::Parser::Html, bytes, config)),
         "text/markdown" => whole(markdown::parse(bytes)),
         "text/plain" => whole(text::parse_text(bytes)),
         "application/json" => whole(text::parse_json(bytes, field, title_field)),
         "application/x-ndjson" | "application/jsonl" => Ok(text::parse_jsonl(bytes, field, title_field)),
         other => Err(format!("unsupported content type `{other}`")),
     }
+}
+
+/// Run a parser that hostile input can take over: in a worker process (the
+/// `sluice` binary), else on a thread with a deadline.
+fn isolated(
+    parser: worker::Parser,
+    bytes: &[u8],
+    config: &ParseConfig,
+) -> std::result::Result<Parsed, String> {
+    if worker::enabled() {
+        return worker::parse(parser, bytes, config.timeout.0, config.max_memory.0);
+    }
+    let owned = bytes.to_vec();
+    deadline::run(parser.name(), config.timeout.0, move || parser.parse(&owned))
 }
 
 impl ParseTransform {

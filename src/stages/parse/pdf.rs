@@ -1,20 +1,16 @@
-//! PDF text through `pdf-extract`, which can panic or loop on hostile files: it
-//! runs under [`super::deadline`].
-
-use std::time::Duration;
+//! PDF text through `pdf-extract`, which can panic, loop or inflate without
+//! bound on hostile files: it runs isolated (see [`super::worker`]).
 
 use super::Parsed;
 
-pub fn parse(bytes: &[u8], timeout: Duration) -> Result<Parsed, String> {
-    let owned = bytes.to_vec();
-    super::deadline::run("PDF", timeout, move || {
-        pdf_extract::extract_text_from_mem(&owned)
-            .map(|text| Parsed {
-                text: tidy(&text),
-                title: None,
-            })
-            .map_err(|e| format!("PDF: {e}"))
-    })
+/// Extract the text, in this process: callers isolate it.
+pub fn extract(bytes: &[u8]) -> Result<Parsed, String> {
+    pdf_extract::extract_text_from_mem(bytes)
+        .map(|text| Parsed {
+            text: tidy(&text),
+            title: None,
+        })
+        .map_err(|e| format!("PDF: {e}"))
 }
 
 /// pdf-extract emits many blank lines; keep paragraphs, drop runs of empties.

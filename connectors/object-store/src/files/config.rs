@@ -26,6 +26,8 @@ use crate::location::{check_cloud, cloud_scheme, resolve_with, StoreOptions};
 ///   poll_interval: 2s
 ///   batch_size: 16          # documents per batch
 ///   read_concurrency: 8     # objects read at once
+///   follow_external_links: false  # local folders: read symbolic links that
+///                           # lead out of the folder (refused by default)
 ///   storage_options:        # cloud stores: object_store keys, over the AWS_*/GOOGLE_*/AZURE_* env
 ///     endpoint: http://127.0.0.1:9000
 ///   max_outage: 60s         # cloud stores: how long to retry a failing request
@@ -53,6 +55,8 @@ pub struct FilesSourceConfig {
     pub storage_options: BTreeMap<String, String>,
     #[serde(default = "default_max_outage")]
     pub max_outage: HumanDuration,
+    #[serde(default)]
+    pub follow_external_links: bool,
     /// Set by `sluice backfill`, never from YAML: the prefix and modified-time
     /// window objects must fall in.
     #[serde(skip)]
@@ -191,7 +195,7 @@ impl SourceConfig for FilesSourceConfig {
 }
 
 impl FilesSourceConfig {
-    fn source(&self, ctx: &SourceContext) -> Result<FilesSource> {
+    pub(super) fn source(&self, ctx: &SourceContext) -> Result<FilesSource> {
         let location = resolve_with(&self.path, &ctx.base_dir, false, &self.store_options())?;
         let include = glob_set(&self.include).map_err(|e| ConnectorError::user(e.to_string()))?;
         let exclude = glob_set(&self.exclude).map_err(|e| ConnectorError::user(e.to_string()))?;

@@ -4,6 +4,7 @@ mod config;
 mod detect;
 mod manifest;
 mod source;
+mod walk;
 
 pub use config::FilesSourceConfig;
 pub use detect::content_type;

@@ -14,11 +14,21 @@ use sluice_connector_sdk::{
 use super::config::FilesSourceConfig;
 use super::detect::content_type;
 use super::manifest::Manifest;
+use super::walk::{walk, Refused};
 use crate::location::Location;
 
 enum Pending {
     Upsert(ObjectMeta),
-    Delete { doc_id: String, version: String },
+    Delete {
+        doc_id: String,
+        version: String,
+    },
+    /// Listed but unusable (an odd name, a link out of the folder): a dead letter.
+    Refuse {
+        doc_id: String,
+        version: String,
+        error: String,
+    },
 }
 
 /// Lists a folder, diffs it against the manifest and emits `documents` batches.
@@ -80,27 +90,55 @@ impl FilesSource {
 
     /// Included, not excluded, and in a backfill's prefix and time window.
     fn selected(&self, meta: &ObjectMeta) -> bool {
-        let rel = self.relative(meta);
-        let window = &self.config.window;
-        (self.include.is_empty() || self.include.is_match(rel))
-            && !self.exclude.is_match(rel)
-            && window.under_prefix(rel)
-            && window.in_window(meta.last_modified.timestamp_millis())
+        self.selected_rel(self.relative(meta))
+            && self
+                .config
+                .window
+                .in_window(meta.last_modified.timestamp_millis())
     }
 
-    /// Every selected object, sorted by path.
-    async fn selected_objects(&self) -> Result<Vec<ObjectMeta>> {
-        let prefix = (!self.location.prefix.as_ref().is_empty()).then_some(&self.location.prefix);
+    /// Included, not excluded, and under a backfill's prefix.
+    fn selected_rel(&self, rel: &str) -> bool {
+        (self.include.is_empty() || self.include.is_match(rel))
+            && !self.exclude.is_match(rel)
+            && self.config.window.under_prefix(rel)
+    }
+
+    /// Every selected object, sorted by path, and the entries that could not be
+    /// listed (a local folder only: see [`super::walk`]).
+    async fn selected_objects(&self) -> Result<(Vec<ObjectMeta>, Vec<Refused>)> {
         let started = std::time::Instant::now();
-        let mut metas: Vec<ObjectMeta> = self.location.store.list(prefix).try_collect().await?;
+        let (mut metas, mut refused) = if self.location.remote {
+            let prefix = (!self.location.prefix.as_ref().is_empty()).then_some(&self.location.prefix);
+            let metas: Vec<ObjectMeta> = self.location.store.list(prefix).try_collect().await?;
+            (metas, Vec::new())
+        } else {
+            let root = url::Url::parse(&self.location.url)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| {
+                    ConnectorError::internal(format!("{} is no local folder", self.location.url))
+                })?;
+            let follow = self.config.follow_external_links;
+            let walked = tokio::task::spawn_blocking(move || walk(&root, follow))
+                .await
+                .map_err(|e| ConnectorError::internal(format!("listing panicked: {e}")))?
+                .map_err(|e| {
+                    ConnectorError::external(format!("listing {}", self.location.url)).with_source(e)
+                })?;
+            (walked.objects, walked.refused)
+        };
         tracing::debug!(
             objects = metas.len(),
+            refused = refused.len(),
             ms = started.elapsed().as_millis() as u64,
             "listed"
         );
         metas.retain(|m| self.selected(m));
         metas.sort_by(|a, b| a.location.cmp(&b.location));
-        Ok(metas)
+        refused.retain(|r| self.selected_rel(&r.rel));
+        refused.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok((metas, refused))
     }
 
     /// The selected objects as URLs (their doc_ids) and sizes.
@@ -108,6 +146,7 @@ impl FilesSource {
         Ok(self
             .selected_objects()
             .await?
+            .0
             .iter()
             .map(|m| ListedObject {
                 url: self.doc_id(m),
@@ -119,16 +158,27 @@ impl FilesSource {
     /// List the folder and queue what changed since the manifest. Cancel-safe: the
     /// queue changes only after the listing completed.
     async fn list_and_enqueue(&mut self) -> Result<()> {
-        let metas = self.selected_objects().await?;
+        let (metas, refused) = self.selected_objects().await?;
         let listing = metas
             .into_iter()
-            .map(|m| (self.doc_id(&m), self.version(&m), m))
+            .map(|m| (self.doc_id(&m), self.version(&m), Pending::Upsert(m)))
+            .chain(refused.into_iter().map(|r| {
+                let doc_id = format!("{}{}", self.location.url, r.rel);
+                let pending = Pending::Refuse {
+                    doc_id: doc_id.clone(),
+                    version: r.version.clone(),
+                    error: r.error,
+                };
+                (doc_id, r.version, pending)
+            }))
             .collect();
         let diff = self.manifest.diff(listing);
-        for meta in diff.upserts {
+        for item in diff.upserts {
             self.progress.items_total += 1;
-            self.progress.bytes_total += meta.size;
-            self.pending.push_back(Pending::Upsert(meta));
+            if let Pending::Upsert(meta) = &item {
+                self.progress.bytes_total += meta.size;
+            }
+            self.pending.push_back(item);
         }
         for (doc_id, version) in diff.deletes {
             self.progress.items_total += 1;
@@ -155,7 +205,7 @@ impl FilesSource {
             let store = store.clone();
             async move {
                 match path {
-                    Some(path) => Some(read(&*store, &path).await),
+                    Some(path) => Some(read(&*store, &path, max.0).await),
                     None => None,
                 }
             }
@@ -172,6 +222,19 @@ impl FilesSource {
                     rows.push(DocumentRow::delete(doc_id.clone(), version.clone()));
                     continue;
                 }
+                Pending::Refuse {
+                    doc_id,
+                    version,
+                    error,
+                } => {
+                    letters.push(DeadLetter {
+                        doc_id: doc_id.clone(),
+                        version: version.clone(),
+                        stage: "source".into(),
+                        error: error.clone(),
+                    });
+                    continue;
+                }
                 Pending::Upsert(meta) => meta,
             };
             let doc_id = self.doc_id(meta);
@@ -186,7 +249,13 @@ impl FilesSource {
                 continue;
             };
             match result {
-                Ok(content) => {
+                Ok(None) => letters.push(DeadLetter {
+                    doc_id,
+                    version,
+                    stage: "source".into(),
+                    error: format!("file grew over max_file_size {max} after it was listed"),
+                }),
+                Ok(Some(content)) => {
                     let rel = self.relative(meta);
                     let metadata = match &meta.e_tag {
                         Some(tag) if self.location.remote => {
@@ -232,8 +301,19 @@ fn is_refusal(e: &object_store::Error) -> bool {
     )
 }
 
-async fn read(store: &dyn ObjectStore, path: &object_store::path::Path) -> object_store::Result<Vec<u8>> {
-    Ok(store.get(path).await?.bytes().await?.to_vec())
+/// The object's bytes, or `None` if it is now over `max` bytes: the size is
+/// checked again when it is opened, since it may have grown since the listing,
+/// and a read never takes more than the size it was opened with.
+async fn read(
+    store: &dyn ObjectStore,
+    path: &object_store::path::Path,
+    max: u64,
+) -> object_store::Result<Option<Vec<u8>>> {
+    let got = store.get(path).await?;
+    if got.meta.size > max {
+        return Ok(None);
+    }
+    Ok(Some(got.bytes().await?.to_vec()))
 }
 
 #[async_trait::async_trait]
@@ -276,6 +356,9 @@ impl Source for FilesSource {
                     Pending::Delete { doc_id, .. } => {
                         self.manifest.versions.remove(&doc_id);
                     }
+                    Pending::Refuse { doc_id, version, .. } => {
+                        self.manifest.versions.insert(doc_id, version);
+                    }
                 }
             }
             for r in rows.iter().filter(|r| r.content.is_none()) {
@@ -298,5 +381,31 @@ impl Source for FilesSource {
 
     fn progress(&self) -> Option<SourceProgress> {
         (!self.config.watch).then_some(self.progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_that_grows_after_the_listing_is_not_read_past_max_file_size() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "small").unwrap();
+        let config: FilesSourceConfig = serde_json::from_value(serde_json::json!({
+            "path": dir.path().to_str().unwrap(),
+            "max_file_size": 100,
+        }))
+        .unwrap();
+        let mut source = config.source(&SourceContext::new("p", dir.path())).unwrap();
+        source.list_and_enqueue().await.unwrap();
+        std::fs::write(dir.path().join("a.txt"), "x".repeat(1000)).unwrap();
+        let (rows, letters) = source.read_front(1).await.unwrap();
+        assert!(rows.is_empty(), "the grown file was read");
+        assert_eq!(letters.len(), 1);
+        assert!(
+            letters[0].error.contains("grew over max_file_size"),
+            "{letters:?}"
+        );
     }
 }

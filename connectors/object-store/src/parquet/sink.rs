@@ -36,7 +36,13 @@ impl ParquetSink {
     /// `stem` names this writer's epoch files (`SinkContext::epoch_stem`).
     pub fn new(location: Location, input: SchemaRef, stem: &'static str) -> Self {
         let schema = output_schema(&input);
-        let log = EpochLog::new(location.store, location.prefix).with_stem(stem);
+        let local_dir = (!location.remote)
+            .then(|| url::Url::parse(&location.url).ok()?.to_file_path().ok())
+            .flatten();
+        let mut log = EpochLog::new(location.store, location.prefix).with_stem(stem);
+        if let Some(dir) = local_dir {
+            log = log.with_local_dir(dir);
+        }
         let per_document = input.field_with_name(DOC_ID).is_ok();
         Self {
             writer: EpochLogWriter::new(log, schema.clone()),

@@ -46,6 +46,7 @@ async fn parquet_sink_passes_the_checkpoint_contract() {
         state_dir: dir.path().join(".sluice"),
         shared: false,
         backfill: false,
+        dead_letters: Default::default(),
     };
     let schema = rows(&[]).schema();
     testkit::check_replay_and_rollback(

@@ -1,0 +1,87 @@
+//! `sluice sql` (and the daemon's `/v1/sql`) cannot be made to eat the
+//! process: results are capped in rows and bytes, operators share a memory
+//! pool, and a query stops at its time limit. Each limit is exit 2 with a
+//! message that says which and how to raise it.
+
+use crate::util::{basic_pipeline, Workspace};
+
+fn workspace() -> Workspace {
+    let ws = Workspace::new();
+    ws.write("data/a.txt", "alpha");
+    ws.write("p.yaml", basic_pipeline("", "1s"));
+    ws
+}
+
+fn refused(ws: &Workspace, args: &[&str], needle: &str) {
+    let mut all = vec!["sql", "--pipeline", "p.yaml"];
+    all.extend_from_slice(args);
+    let out = ws.sluice(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: missing {needle:?} in {stderr}"
+    );
+}
+
+#[test]
+fn a_huge_result_is_cut_at_the_row_cap() {
+    let ws = workspace();
+    // Two billion rows: only the cap keeps this from filling memory.
+    refused(
+        &ws,
+        &["SELECT * FROM generate_series(1, 2000000000)"],
+        "more than 100000 rows",
+    );
+    refused(
+        &ws,
+        &["--max-rows", "10", "SELECT * FROM generate_series(1, 11)"],
+        "more than 10 rows",
+    );
+    let ok = ws.ok(&[
+        "sql",
+        "--pipeline",
+        "p.yaml",
+        "--max-rows",
+        "10",
+        "SELECT * FROM generate_series(1, 10)",
+    ]);
+    assert!(ok.contains("| 10    |"), "{ok}");
+}
+
+#[test]
+fn a_query_past_its_memory_or_time_is_stopped() {
+    let ws = workspace();
+    refused(
+        &ws,
+        &[
+            "--query-memory",
+            "4MiB",
+            "SELECT value % 1000003 AS k, count(*) AS n FROM generate_series(1, 50000000) GROUP BY k",
+        ],
+        "Resources exhausted",
+    );
+    refused(
+        &ws,
+        &[
+            "--query-timeout",
+            "1s",
+            "SELECT count(*) FROM generate_series(1, 200000000000)",
+        ],
+        "time limit of 1s",
+    );
+}
+
+#[test]
+fn explain_is_allowed_and_writes_are_not() {
+    let ws = workspace();
+    let plan = ws.ok(&["sql", "--pipeline", "p.yaml", "EXPLAIN SELECT count(*) FROM out"]);
+    assert!(plan.contains("logical_plan"), "{plan}");
+    refused(&ws, &["EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'"], "refused");
+    // vector_search cannot be asked for a whole table.
+    refused(
+        &ws,
+        &["SELECT * FROM vector_search(out, 'anything', 20000)"],
+        "at most 10000 rows",
+    );
+}
