@@ -48,14 +48,10 @@ fn a_killed_backfill_resumes_exactly_once_beside_a_streaming_run_it_never_distur
         ws.write(&format!("data/history/{i:02}.pdf"), slow_pdf(30_000 + i));
     }
     let backfill_checkpoint = ws.path(".sluice/history/backfill/checkpoint.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["backfill", "--no-progress", "p.yaml", "--concurrency", "1"])
-        .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn(
+        &["backfill", "--no-progress", "p.yaml", "--concurrency", "1"],
+        Stdio::null(),
+    );
     let started = Instant::now();
     while checkpoint_epoch(&backfill_checkpoint).unwrap_or(0) < 2 {
         assert!(

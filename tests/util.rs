@@ -61,6 +61,31 @@ impl Workspace {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Start `sluice ARGS` in the workspace, in the background (stdout dropped,
+    /// stderr to `stderr`).
+    pub fn spawn(&self, args: &[&str], stderr: Stdio) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start sluice")
+    }
+
+    /// Wait until `rel` exists (a checkpoint, say), failing the test after `secs`.
+    pub fn wait_for_file(&self, rel: &str, secs: u64) {
+        let started = std::time::Instant::now();
+        while !self.path(rel).exists() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(secs),
+                "{rel} did not appear within {secs} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// `sluice sql --format json` and parse the rows.
     pub fn query(&self, pipeline: &str, sql: &str) -> Vec<serde_json::Value> {
         let out = self.ok(&["sql", "--pipeline", pipeline, "--format", "json", sql]);

@@ -2,7 +2,7 @@
 //! checkpoint, and a second process on a state folder is refused, naming the
 //! first.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::util::{basic_pipeline, Workspace};
@@ -63,22 +63,8 @@ fn a_second_process_on_a_state_folder_is_refused_and_told_who_holds_it() {
         basic_pipeline("  watch: true\n  poll_interval: 100ms", "200ms"),
     );
     ws.write("once.yaml", basic_pipeline("", "200ms"));
-    let mut first = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--no-progress", "p.yaml"])
-        .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !ws.path(".sluice/test/checkpoint.json").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the first run never checkpointed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = ws.spawn(&["run", "--no-progress", "p.yaml"], Stdio::null());
+    ws.wait_for_file(".sluice/test/checkpoint.json", 60);
     let pid = first.id();
     for args in [
         &["run", "p.yaml"][..],
@@ -110,20 +96,13 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_with_the_reason() {
         basic_pipeline("  watch: true\n  poll_interval: 100ms", "200ms"),
     );
     let log = ws.path("run.log");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--no-progress", "p.yaml"])
-        .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut run = ws.spawn(
+        &["run", "--no-progress", "p.yaml"],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    ws.wait_for_file(".sluice/test/checkpoint.json", 60);
     let checkpoint = ws.path(".sluice/test/checkpoint.json");
     let started = Instant::now();
-    while !checkpoint.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no first checkpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // The next checkpoint's rename cannot replace a folder that holds a file.
     std::fs::remove_file(&checkpoint).unwrap();
     ws.write(".sluice/test/checkpoint.json/in-the-way", "x");

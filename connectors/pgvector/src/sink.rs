@@ -43,8 +43,14 @@ fn quote(ident: &str) -> String {
 }
 
 /// Is this a lost connection (retry) rather than a refusal by the database (fail)?
+/// A server going down says so first: SQLSTATE 57P01-57P03 (shut down by an
+/// administrator, crashed, starting up) or class 08 (connection exception).
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
-    e.is_closed() || e.code().is_none()
+    let going_down = e.code().is_some_and(|c| {
+        let c = c.code();
+        c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+    });
+    e.is_closed() || e.code().is_none() || going_down
 }
 
 impl PgVectorSink {
