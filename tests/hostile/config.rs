@@ -148,3 +148,25 @@ proptest! {
         load(&lines.join("\n"));
     }
 }
+
+/// Every value of every seed pipeline, replaced by each nasty value in turn:
+/// what random mutation finds by chance, found every time.
+#[test]
+fn every_value_replaced_by_each_nasty_value_never_panics_the_loader() {
+    let mut loads = 0;
+    for seed in seeds() {
+        let lines: Vec<&str> = seed.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some((key, _)) = line.split_once(": ") else {
+                continue;
+            };
+            for nasty in NASTY {
+                let mut mutated: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                mutated[i] = format!("{key}: {nasty}");
+                load(&mutated.join("\n"));
+                loads += 1;
+            }
+        }
+    }
+    assert!(loads > 1000, "{loads} loads");
+}
