@@ -60,8 +60,9 @@ fn default_max_memory() -> sluice_connector_sdk::ByteSize {
     sluice_connector_sdk::ByteSize(2 << 30)
 }
 
-/// The least `max_memory` a worker can start in.
-const MIN_WORKER_MEMORY: u64 = 256 << 20;
+/// The least `max_memory` a worker can start in: an idle worker maps about
+/// 350 MiB (the `sluice` binary itself; measured with a debug-profile build).
+const MIN_WORKER_MEMORY: u64 = 512 << 20;
 
 fn default_text_field() -> String {
     "text".into()
