@@ -128,3 +128,41 @@ sinks:
         names(["good1.txt", "good2.txt", "nul.txt", "nan.txt"])
     );
 }
+
+/// Two pipelines writing one PostgreSQL table: the second one's start-up
+/// rollback (rows of epochs after its own checkpoint) leaves the first one's
+/// rows alone. It used to delete every row with an epoch above its checkpoint.
+#[test]
+fn a_rollback_removes_only_the_rows_its_own_pipeline_wrote() {
+    let svc = util::services();
+    let table = unique("shared_table");
+    let ws = Workspace::new();
+    ws.write("a/x.txt", "Alpha's document.");
+    ws.write("b/y.txt", "Bravo's document.");
+    let pipeline = |name: &str, folder: &str| {
+        format!(
+            "name: {name}\nsource: {{type: files, path: ./{folder}}}\nstages:\n  - {{name: parse, type: parse}}\n  - {{name: chunks, type: chunk, max_tokens: 32, overlap_tokens: 0}}\n  - {{name: v, type: sql, query: \"SELECT *, arrow_cast(make_array(1.0, 2.0, 3.0), 'FixedSizeList(3, Float32)') AS embedding FROM input\"}}\nsinks:\n  - {{name: pg, type: pgvector, url: \"{}\", table: {table}}}\n",
+            svc.pg
+        )
+    };
+    ws.write("alpha.yaml", pipeline("alpha", "a"));
+    ws.write("bravo.yaml", pipeline("bravo", "b"));
+    ws.ok(&["run", "alpha.yaml"]);
+    ws.ok(&["run", "bravo.yaml"]);
+    let docs: BTreeSet<String> = runtime().block_on(async {
+        let (client, conn) = tokio_postgres::connect(&svc.pg, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let rows = client
+            .query(&format!("SELECT DISTINCT doc_id FROM {table}"), &[])
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    });
+    assert_eq!(
+        names(docs.iter().map(String::as_str)),
+        names(["x.txt", "y.txt"]),
+        "bravo's rollback removed alpha's rows"
+    );
+}

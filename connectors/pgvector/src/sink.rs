@@ -36,7 +36,12 @@ pub struct PgVectorSink {
     backfill: bool,
     /// Where refused documents go.
     ctx: Option<SinkContext>,
+    /// Stamped on every row (`sluice_writer`); rollbacks touch only its rows.
+    writer: String,
 }
+
+/// The column that says which run wrote a row (see `SinkContext::writer`).
+pub const WRITER: &str = "sluice_writer";
 
 fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -71,12 +76,14 @@ impl PgVectorSink {
             shared: false,
             backfill: false,
             ctx: None,
+            writer: String::new(),
         }
     }
 
     /// Documents the database refuses for their content become dead letters
     /// through `ctx` (without it, such a refusal stops the run).
     pub fn with_context(mut self, ctx: &SinkContext) -> Self {
+        self.writer = ctx.writer();
         self.ctx = Some(ctx.clone());
         self
     }
@@ -188,6 +195,7 @@ impl PgVectorSink {
             })
             .collect();
         cols.push("epoch BIGINT NOT NULL".into());
+        cols.push(format!("{WRITER} TEXT"));
         let mut ddl = vec![
             "CREATE EXTENSION IF NOT EXISTS vector".to_string(),
             format!("CREATE TABLE IF NOT EXISTS {t} ({})", cols.join(", ")),
@@ -196,6 +204,8 @@ impl PgVectorSink {
                 quote(&format!("{}_doc", self.config.table)),
                 quote(&self.config.doc_column)
             ),
+            // Tables made before rows said who wrote them.
+            format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {WRITER} TEXT"),
             format!(
                 "CREATE INDEX IF NOT EXISTS {} ON {t} (epoch)",
                 quote(&format!("{}_epoch", self.config.table))
@@ -212,6 +222,7 @@ impl PgVectorSink {
         let embedding = self.config.embedding_column.clone();
         let server = self.server();
         let shared = self.shared;
+        let writer = self.writer.clone();
         let client = self.client().await?;
         // Check the dimension before creating anything.
         let existing: Option<i32> = client
@@ -262,10 +273,12 @@ impl PgVectorSink {
         let rolled = if shared {
             0
         } else {
+            // Only this writer's rows (and rows from before rows said who wrote
+            // them): another pipeline sharing the table keeps its epochs.
             client
                 .execute(
-                    &format!("DELETE FROM {t} WHERE epoch > $1"),
-                    &[&(committed as i64)],
+                    &format!("DELETE FROM {t} WHERE epoch > $1 AND ({WRITER} = $2 OR {WRITER} IS NULL)"),
+                    &[&(committed as i64), &writer],
                 )
                 .await
                 .map_err(|e| pg_err(&server, "rolling back uncommitted epochs", e))?
@@ -317,17 +330,18 @@ impl PgVectorSink {
             .columns
             .iter()
             .map(|c| c.pg.wire(&vector))
-            .chain([Type::INT8])
+            .chain([Type::INT8, Type::TEXT])
             .collect();
         let names: Vec<String> = self
             .columns
             .iter()
             .map(|c| quote(&c.name))
-            .chain(["epoch".into()])
+            .chain(["epoch".into(), WRITER.into()])
             .collect();
         let t = quote(&self.config.table);
         let doc_column = quote(&self.config.doc_column);
         let columns = self.columns.clone();
+        let stamp = self.writer.clone();
         let server = self.server();
         let client = self
             .client
@@ -360,6 +374,7 @@ impl PgVectorSink {
                 let mut refs: Vec<&(dyn ToSql + Sync)> =
                     values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
                 refs.push(&epoch_value);
+                refs.push(&stamp);
                 writer
                     .as_mut()
                     .write(&refs)

@@ -36,6 +36,22 @@ pub struct SinkContext {
 }
 
 impl SinkContext {
+    /// Who writes: the pipeline and its state folder (`docs@3f2a9c1e`). A sink
+    /// on a server stamps its rows with it, so a rollback after a crash removes
+    /// only this writer's rows, never another pipeline's (or another state
+    /// folder's) that share the table.
+    pub fn writer(&self) -> String {
+        let dir = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
+        // FNV-1a: stable across builds and Rust versions (the value is stored).
+        let hash = dir
+            .to_string_lossy()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+        format!("{}@{:08x}", self.pipeline, hash as u32)
+    }
+
     /// Send a document this sink could not write to the dead-letter store.
     pub fn dead_letter(
         &self,
