@@ -21,6 +21,21 @@ fn names<'a>(ids: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
         .collect()
 }
 
+/// The file names of the documents in a PostgreSQL table, read with
+/// tokio-postgres.
+fn pg_files(url: &str, table: &str) -> BTreeSet<String> {
+    let ids: Vec<String> = runtime().block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows = client
+            .query(&format!("SELECT DISTINCT doc_id FROM {table}"), &[])
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    });
+    names(ids.iter().map(String::as_str))
+}
+
 #[test]
 fn documents_a_sink_refuses_are_dead_letters_for_that_sink_and_the_rest_is_written() {
     let svc = util::services();
@@ -97,19 +112,8 @@ sinks:
     );
 
     // PostgreSQL, through its own client: every document but the two refused.
-    let in_pg: BTreeSet<String> = runtime().block_on(async {
-        let (client, conn) = tokio_postgres::connect(&svc.pg, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let rows = client
-            .query(&format!("SELECT DISTINCT doc_id FROM {table}"), &[])
-            .await
-            .unwrap();
-        rows.iter().map(|r| r.get::<_, String>(0)).collect()
-    });
     assert_eq!(
-        names(in_pg.iter().map(String::as_str)),
+        pg_files(&svc.pg, &table),
         names(["good1.txt", "good2.txt", "notime.txt"])
     );
 
@@ -149,19 +153,8 @@ fn a_rollback_removes_only_the_rows_its_own_pipeline_wrote() {
     ws.write("bravo.yaml", pipeline("bravo", "b"));
     ws.ok(&["run", "alpha.yaml"]);
     ws.ok(&["run", "bravo.yaml"]);
-    let docs: BTreeSet<String> = runtime().block_on(async {
-        let (client, conn) = tokio_postgres::connect(&svc.pg, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let rows = client
-            .query(&format!("SELECT DISTINCT doc_id FROM {table}"), &[])
-            .await
-            .unwrap();
-        rows.iter().map(|r| r.get::<_, String>(0)).collect()
-    });
     assert_eq!(
-        names(docs.iter().map(String::as_str)),
+        pg_files(&svc.pg, &table),
         names(["x.txt", "y.txt"]),
         "bravo's rollback removed alpha's rows"
     );
