@@ -311,14 +311,14 @@ fn a_pdf_past_its_timeout_is_a_dead_letter_and_the_run_goes_on() {
     ws.write("data/ok.txt", "This one is fine.\n");
     ws.write(
         "p.yaml",
-        basic_pipeline("", "1s").replace("timeout: 10s", "pdf_timeout: 20ms"),
+        basic_pipeline("", "1s").replace("timeout: 10s", "pdf_timeout: 300ms"),
     );
     let summary = ws.ok(&["run", "p.yaml"]);
     assert!(summary.contains("1 dead letters"), "{summary}");
     let letters = ws.query("p.yaml", "SELECT doc_id, stage, error FROM dead_letters");
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(letters[0]["doc_id"].as_str().unwrap().ends_with("slow.pdf"));
-    assert_eq!(letters[0]["error"], "PDF parser timed out after 20ms");
+    assert_eq!(letters[0]["error"], "PDF parser timed out after 300ms");
     let written = ws.count("p.yaml", "SELECT count(DISTINCT doc_id) FROM out");
     assert_eq!(written, 2);
 

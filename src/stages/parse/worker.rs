@@ -16,9 +16,11 @@
 //! Processes that are not the `sluice` binary (benches, unit tests) have no
 //! worker executable: [`super::deadline`] runs the parser on a thread there.
 //!
-//! Wire format, both ways: one byte (the parser, or 0 = ok / 1 = error), a
-//! little-endian u64 length, then that many bytes (the document; the text and
-//! title as JSON; or the error message).
+//! Wire format, both ways: one byte (the parser, or 0 = ok / 1 = error /
+//! 2 = ready), a little-endian u64 length, then that many bytes (the document;
+//! the text and title as JSON; or the error message). A new worker says ready
+//! (an empty frame) before its first request, so that a document's `timeout`
+//! counts its parse, never the worker's start-up.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -33,6 +35,11 @@ use super::Parsed;
 pub const WORKER_ARG: &str = "__parse-worker";
 /// How many idle workers are kept per memory cap.
 pub const MAX_IDLE: usize = 8;
+/// How long a new worker may take to start. Its start-up is not part of any
+/// document's `timeout`: on a loaded machine it can take longer than a parse.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The frame a worker sends once it is ready for documents.
+const READY: u8 = 2;
 
 /// Which parser a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,12 +171,19 @@ fn spawn(max_memory: u64) -> Result<Worker, String> {
             }
         })
         .map_err(|e| format!("cannot start a worker reader: {e}"))?;
-    Ok(Worker {
+    let mut worker = Worker {
         child,
         stdin,
         answers,
         stderr,
-    })
+    };
+    match worker.answers.recv_timeout(START_TIMEOUT) {
+        Ok(Ok((READY, _))) => Ok(worker),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(format!("a parser worker did not start within {START_TIMEOUT:?}"))
+        }
+        _ => Err(death("a new", &mut worker, max_memory)),
+    }
 }
 
 /// Why a worker that stopped answering is gone, in a user's words.
@@ -253,6 +267,9 @@ pub fn main(max_memory: &str) -> i32 {
         limit_memory(bytes);
     }
     let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    if write_frame(&mut output, READY, &[]).is_err() {
+        return 0;
+    }
     loop {
         let (tag, body) = match read_frame(&mut input) {
             Ok(frame) => frame,
