@@ -133,6 +133,55 @@ fn lancedb_keeps_the_checkpoint_contract() {
     });
 }
 
+/// A LanceDB table made before rows said who wrote them (no `sluice_writer`)
+/// gains the column when a sink opens it: its old rows still roll back as
+/// before, and new rows carry the writer.
+#[test]
+fn an_older_lancedb_table_gains_the_writer_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("lance").to_string_lossy().into_owned();
+    let config: sluice_lancedb::LanceDbSinkConfig =
+        serde_json::from_value(serde_json::json!({"uri": uri, "table": "t"})).unwrap();
+    let ctx = named_ctx(dir.path(), "older_table");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The table as the sink made it before: the input less `op`, plus
+        // `epoch`. Two rows of epoch 1 (checkpointed), two of epoch 2 (not).
+        let old = rows(0, 4);
+        let keep: Vec<usize> = (0..old.num_columns()).filter(|&i| i != 2).collect();
+        let old = old.project(&keep).unwrap();
+        let mut fields: Vec<Field> = old.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("epoch", DataType::Int64, false));
+        let mut columns = old.columns().to_vec();
+        columns.push(Arc::new(arrow::array::Int64Array::from(vec![1, 1, 2, 2])));
+        let old = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let db = lancedb::connect(&uri).execute().await.unwrap();
+        db.create_table("t", old).execute().await.unwrap();
+
+        let mut sink = config.build(&ctx, schema()).unwrap();
+        sink.open(1).await.unwrap();
+        sink.write(3, rows(10, 12)).await.unwrap();
+        sink.commit(3).await.unwrap();
+
+        let table = db.open_table("t").execute().await.unwrap();
+        let count = |filter: String| {
+            let table = table.clone();
+            async move { table.count_rows(Some(filter)).await.unwrap() }
+        };
+        assert_eq!(
+            count("sluice_writer IS NULL".into()).await,
+            2,
+            "epoch 1's rows stay"
+        );
+        assert_eq!(count("epoch = 2".into()).await, 0, "epoch 2 rolled back");
+        let ours = format!("sluice_writer = '{}' AND epoch = 3", ctx.writer());
+        assert_eq!(count(ours).await, 2, "new rows carry the writer");
+    });
+}
+
 #[test]
 fn pgvector_keeps_the_checkpoint_contract() {
     let url = util::services().pg;
@@ -303,7 +352,8 @@ fn reopening_restores_the_online_values_of_the_checkpointed_epoch() {
     ]);
     let entities = format!("{pipeline}:*");
     let undo_logs = format!("__sluice:undo:{pipeline}:*");
-    let log = |suffix: &str| format!("__sluice:undo:{pipeline}:{pipeline}:sink{suffix}");
+    let writer = ctx.writer();
+    let log = |suffix: &str| format!("__sluice:undo:{pipeline}:{writer}:sink{suffix}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

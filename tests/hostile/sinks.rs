@@ -133,9 +133,11 @@ sinks:
     );
 }
 
-/// Two pipelines writing one PostgreSQL table: the second one's start-up
-/// rollback (rows of epochs after its own checkpoint) leaves the first one's
-/// rows alone. It used to delete every row with an epoch above its checkpoint.
+/// Two pipelines writing one PostgreSQL table, one LanceDB table, one Parquet
+/// folder and one feature-store folder: the second one's start-up rollback
+/// (rows of epochs after its own checkpoint) leaves the first one's rows
+/// alone. It used to delete every row with an epoch above its checkpoint, and
+/// the two Parquet logs overwrote each other's `epoch-1.parquet`.
 #[test]
 fn a_rollback_removes_only_the_rows_its_own_pipeline_wrote() {
     let svc = util::services();
@@ -145,17 +147,56 @@ fn a_rollback_removes_only_the_rows_its_own_pipeline_wrote() {
     ws.write("b/y.txt", "Bravo's document.");
     let pipeline = |name: &str, folder: &str| {
         format!(
-            "name: {name}\nsource: {{type: files, path: ./{folder}}}\nstages:\n  - {{name: parse, type: parse}}\n  - {{name: chunks, type: chunk, max_tokens: 32, overlap_tokens: 0}}\n  - {{name: v, type: sql, query: \"SELECT *, arrow_cast(make_array(1.0, 2.0, 3.0), 'FixedSizeList(3, Float32)') AS embedding FROM input\"}}\nsinks:\n  - {{name: pg, type: pgvector, url: \"{}\", table: {table}}}\n",
-            svc.pg
+            r#"name: {name}
+source: {{type: files, path: ./{folder}}}
+stages:
+  - {{name: parse, type: parse}}
+  - {{name: chunks, type: chunk, max_tokens: 32, overlap_tokens: 0}}
+  - {{name: v, type: sql, query: "SELECT *, arrow_cast(make_array(1.0, 2.0, 3.0), 'FixedSizeList(3, Float32)') AS embedding FROM input"}}
+sinks:
+  - {{name: pg, type: pgvector, url: "{pg}", table: {table}}}
+  - {{name: lance, type: lancedb, uri: ./lance, table: chunks}}
+  - {{name: changes, type: parquet, path: ./changes}}
+  - name: features
+    type: feature_store
+    query: SELECT doc_id, op, count(*) AS chunk_count, max(modified_at) AS event_timestamp FROM input GROUP BY doc_id, op
+    entity: [doc_id]
+    offline: ./features
+"#,
+            pg = svc.pg
         )
     };
     ws.write("alpha.yaml", pipeline("alpha", "a"));
     ws.write("bravo.yaml", pipeline("bravo", "b"));
     ws.ok(&["run", "alpha.yaml"]);
     ws.ok(&["run", "bravo.yaml"]);
+    let both = names(["x.txt", "y.txt"]);
     assert_eq!(
         pg_files(&svc.pg, &table),
-        names(["x.txt", "y.txt"]),
+        both,
         "bravo's rollback removed alpha's rows"
+    );
+    // The folder sinks and LanceDB, read through sluice sql (Lance's own
+    // reader, DataFusion over the Parquet files).
+    for (query, what) in [
+        ("SELECT DISTINCT doc_id FROM lance", "LanceDB"),
+        ("SELECT DISTINCT doc_id FROM changes", "the Parquet log"),
+        (
+            "SELECT DISTINCT doc_id FROM features",
+            "the offline feature store",
+        ),
+    ] {
+        let rows = ws.query("alpha.yaml", query);
+        let found = names(rows.iter().map(|r| r["doc_id"].as_str().unwrap()));
+        assert_eq!(found, both, "{what}: bravo's rollback removed alpha's rows");
+    }
+    let writers = ws.query(
+        "alpha.yaml",
+        "SELECT DISTINCT split_part(sluice_writer, '@', 1) AS w FROM lance ORDER BY w",
+    );
+    assert_eq!(writers.len(), 2, "{writers:?}");
+    assert_eq!(
+        (&writers[0]["w"], &writers[1]["w"]),
+        (&"alpha".into(), &"bravo".into())
     );
 }

@@ -21,7 +21,7 @@ pub struct OfflineStore {
     /// The input column holding the event time.
     pub event_column: String,
     /// This writer's file names, `<stem>-<epoch>.parquet` (`SinkContext::epoch_stem`).
-    pub stem: &'static str,
+    pub stem: String,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> ConnectorError {
@@ -30,12 +30,12 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> ConnectorError {
 
 fn file_epoch(path: &Path, stem: &str) -> Option<Epoch> {
     let name = path.file_name()?.to_str()?;
-    name.strip_prefix(stem)?
-        .strip_prefix('-')?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
+    let digits = name.strip_prefix(stem)?.strip_prefix('-')?.split('.').next()?;
+    // Exactly digits: `epoch-docs-2-5` is another writer's (stem `epoch-docs-2`).
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl OfflineStore {
@@ -64,7 +64,7 @@ impl OfflineStore {
                 .flatten()
             {
                 let p = f.path();
-                let ours = file_epoch(&p, self.stem);
+                let ours = file_epoch(&p, &self.stem);
                 let stale = ours.is_some() && p.extension().is_some_and(|e| e == "tmp")
                     || ours.is_some_and(|e| e > committed);
                 if stale {

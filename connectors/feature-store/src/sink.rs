@@ -225,12 +225,13 @@ impl FeatureStoreSink {
 }
 
 /// The base key of this writer's online undo logs,
-/// `__sluice:undo:<prefix>:<pipeline>:<sink>`: pipelines of one name in
-/// different folders keep apart as long as their key prefixes do. None for a
+/// `__sluice:undo:<prefix>:<writer>:<sink>` (`SinkContext::writer`): two
+/// pipelines, or one pipeline with two state folders, never restore each
+/// other's entities. None for a
 /// shared or backfill writer, whose replay alone is exact (see [`SinkContext`]).
 fn undo_key(config: &FeatureStoreSinkConfig, ctx: &SinkContext) -> Option<String> {
     let online = config.online.as_ref()?;
-    (!ctx.shared).then(|| format!("__sluice:undo:{}:{}:{}", online.prefix, ctx.pipeline, ctx.name))
+    (!ctx.shared).then(|| format!("__sluice:undo:{}:{}:{}", online.prefix, ctx.writer(), ctx.name))
 }
 
 fn is_delete(batch: &RecordBatch) -> Vec<bool> {

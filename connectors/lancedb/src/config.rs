@@ -79,6 +79,8 @@ fn default_after() -> usize {
 /// Columns the sink does not store: the change marker and raw bytes.
 pub const SKIPPED: &[&str] = &["op", "content"];
 pub const EPOCH: &str = "epoch";
+/// The column that says which run wrote a row (see `SinkContext::writer`).
+pub const WRITER: &str = "sluice_writer";
 
 /// The table's schema for sink input `input`.
 pub fn table_schema(input: &Schema) -> SchemaRef {
@@ -89,6 +91,7 @@ pub fn table_schema(input: &Schema) -> SchemaRef {
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(EPOCH, DataType::Int64, false));
+    fields.push(Field::new(WRITER, DataType::Utf8, true));
     std::sync::Arc::new(Schema::new(fields))
 }
 
@@ -132,11 +135,13 @@ impl SinkConfig for LanceDbSinkConfig {
                 ));
             }
         }
-        if input.field_with_name(EPOCH).is_ok() {
-            issues.push(ConfigIssue::new(
-                None,
-                "the input already has a column `epoch`, which this sink adds",
-            ));
+        for added in [EPOCH, WRITER] {
+            if input.field_with_name(added).is_ok() {
+                issues.push(ConfigIssue::new(
+                    None,
+                    format!("the input already has a column `{added}`, which this sink adds"),
+                ));
+            }
         }
         if input.field_with_name(&self.doc_column).is_err() {
             issues.push(ConfigIssue::new(
@@ -171,16 +176,11 @@ impl SinkConfig for LanceDbSinkConfig {
     }
 
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(
-            LanceDbSink::new(
-                self.clone(),
-                self.resolved_uri(&ctx.base_dir),
-                table_schema(&input),
-                ctx.name.clone(),
-            )
-            .with_shared(ctx.shared)
-            .with_backfill(ctx.backfill)
-            .with_context(ctx),
-        ))
+        Ok(Box::new(LanceDbSink::new(
+            self.clone(),
+            self.resolved_uri(&ctx.base_dir),
+            table_schema(&input),
+            ctx,
+        )))
     }
 }

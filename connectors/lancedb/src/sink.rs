@@ -1,15 +1,17 @@
 //! The running `lancedb` sink.
 //!
-//! Invariants: rows carry their `epoch`; `open(committed)` deletes later epochs;
+//! Invariants: rows carry their `epoch` and their writer (`sluice_writer`);
+//! `open(committed)` deletes this writer's later epochs;
 //! `commit` deletes the epoch's doc_ids, then adds the new rows, so a document's
 //! rows are replaced as a whole and a replayed epoch changes nothing.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 use lancedb::index::Index;
+use lancedb::table::NewColumnTransform;
 use lancedb::{Connection, DistanceType, Table};
 use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions};
 use sluice_connector_sdk::retry::Retry;
@@ -17,22 +19,21 @@ use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
 
 use sluice_connector_sdk::Metric;
 
-use crate::config::{IndexSpec, IndexType, LanceDbSinkConfig, EPOCH};
+use crate::config::{IndexSpec, IndexType, LanceDbSinkConfig, EPOCH, WRITER};
 
 pub struct LanceDbSink {
     config: LanceDbSinkConfig,
     uri: String,
     schema: SchemaRef,
-    name: String,
     table: Option<Table>,
     pending: Vec<RecordBatch>,
     indexed: bool,
-    /// Written by other processes too: no rollback by epoch number.
-    shared: bool,
-    /// Written by a backfill: rows carry epoch 0.
-    backfill: bool,
-    /// Where refused documents go.
-    ctx: Option<SinkContext>,
+    /// Who runs this sink: its name, where refused documents go, whether
+    /// others write the table too (no rollback by epoch number then), and
+    /// whether it is a backfill (rows carry epoch 0).
+    ctx: SinkContext,
+    /// Stamped on every row (`sluice_writer`); rollbacks touch only its rows.
+    writer: String,
     /// The documents the last commit attempt left out, with why.
     refused: Vec<(String, String, String)>,
 }
@@ -120,40 +121,25 @@ fn dimension(schema: &arrow::datatypes::Schema, column: &str) -> Option<i32> {
 }
 
 impl LanceDbSink {
-    pub fn new(config: LanceDbSinkConfig, uri: String, schema: SchemaRef, name: String) -> Self {
+    /// A sink writing `schema` (see [`crate::config::table_schema`]) to the
+    /// table at `uri`, for the run `ctx` describes.
+    pub fn new(config: LanceDbSinkConfig, uri: String, schema: SchemaRef, ctx: &SinkContext) -> Self {
         LanceDbSink {
             config,
             uri,
             schema,
-            name,
             table: None,
             pending: Vec::new(),
             indexed: false,
-            shared: false,
-            backfill: false,
-            ctx: None,
+            writer: ctx.writer(),
+            ctx: ctx.clone(),
             refused: Vec::new(),
         }
     }
 
-    /// Documents with vectors Lance should not hold become dead letters
-    /// through `ctx` (without it, the run stops on them).
-    pub fn with_context(mut self, ctx: &SinkContext) -> Self {
-        self.ctx = Some(ctx.clone());
-        self
-    }
-
-    /// See `SinkContext::backfill`: no rollback, and rows stamped epoch 0.
-    pub fn with_backfill(mut self, backfill: bool) -> Self {
-        self.backfill = backfill;
-        self.shared |= backfill;
-        self
-    }
-
-    /// See `SinkContext::shared`.
-    pub fn with_shared(mut self, shared: bool) -> Self {
-        self.shared |= shared;
-        self
+    /// Written by other processes too: no rollback by epoch number.
+    fn shared(&self) -> bool {
+        self.ctx.shared || self.ctx.backfill
     }
 
     async fn connect(&self) -> Result<Connection> {
@@ -170,7 +156,8 @@ impl LanceDbSink {
             .ok_or_else(|| ConnectorError::internal("lancedb sink used before open"))
     }
 
-    /// Reorder and complete `batch` to the table's schema, with `epoch` set.
+    /// Reorder and complete `batch` to the table's schema, with `epoch` and
+    /// `sluice_writer` set.
     fn to_table_rows(&self, batch: &RecordBatch, epoch: Epoch) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = self
             .schema
@@ -178,8 +165,11 @@ impl LanceDbSink {
             .iter()
             .map(|f| {
                 if f.name() == EPOCH {
-                    let epoch = if self.backfill { 0 } else { epoch as i64 };
+                    let epoch = if self.ctx.backfill { 0 } else { epoch as i64 };
                     Ok(Arc::new(Int64Array::from(vec![epoch; batch.num_rows()])) as ArrayRef)
+                } else if f.name() == WRITER {
+                    let writer = StringArray::from(vec![self.writer.as_str(); batch.num_rows()]);
+                    Ok(Arc::new(writer) as ArrayRef)
                 } else {
                     batch
                         .column_by_name(f.name())
@@ -216,7 +206,7 @@ impl LanceDbSink {
             return Ok(());
         }
         let index = index_for(&spec);
-        tracing::info!(sink = %self.name, rows, "building the {:?} index on `{column}`", spec.kind);
+        tracing::info!(sink = %self.ctx.name, rows, "building the {:?} index on `{column}`", spec.kind);
         table
             .create_index(&[column.as_str()], index)
             .replace(true)
@@ -234,7 +224,7 @@ impl Sink for LanceDbSink {
         let mut retry = Retry::new(self.config.max_outage.0);
         while let Err(e) = self.open_once(committed).await {
             retry
-                .wait(e, &self.name, &format!("LanceDB at {}", self.uri))
+                .wait(e, &self.ctx.name, &format!("LanceDB at {}", self.uri))
                 .await?;
         }
         Ok(())
@@ -254,7 +244,7 @@ impl Sink for LanceDbSink {
         let mut retry = Retry::new(self.config.max_outage.0);
         while let Err(e) = self.commit_once(epoch).await {
             retry
-                .wait(e, &self.name, &format!("LanceDB at {}", self.uri))
+                .wait(e, &self.ctx.name, &format!("LanceDB at {}", self.uri))
                 .await?;
             // A failed commit may have landed after all: look at the newest
             // version before trying again (if the store still fails, so will
@@ -265,10 +255,7 @@ impl Sink for LanceDbSink {
         }
         self.pending.clear();
         for (doc, version, why) in std::mem::take(&mut self.refused) {
-            match &self.ctx {
-                Some(ctx) => ctx.dead_letter(doc, version, why),
-                None => return Err(ConnectorError::user(format!("document {doc} refused: {why}"))),
-            }
+            self.ctx.dead_letter(doc, version, why);
         }
         self.maybe_index().await
     }
@@ -277,40 +264,63 @@ impl Sink for LanceDbSink {
 impl LanceDbSink {
     async fn open_once(&mut self, committed: Epoch) -> Result<()> {
         let db = self.connect().await?;
-        let name = self.config.table.clone();
-        let table = match db.open_table(&name).execute().await {
-            Ok(t) => {
-                let have = t
-                    .schema()
-                    .await
-                    .map_err(|e| lance_err("reading the table schema", e))?;
-                let column = &self.config.embedding_column;
-                if let (Some(h), Some(w)) = (dimension(&have, column), dimension(&self.schema, column)) {
-                    if h != w {
-                        return Err(ConnectorError::user(format!(
-                            "LanceDB table `{name}` at {} has {h}-dimensional `{column}`, this pipeline makes {w}; refusing to run (use another table)",
-                            self.uri
-                        )));
-                    }
-                }
-                t
-            }
-            Err(lancedb::Error::TableNotFound { .. }) => db
-                .create_empty_table(&name, self.schema.clone())
-                .execute()
-                .await
-                .map_err(|e| lance_err(format!("creating table `{name}`"), e))?,
-            Err(e) => return Err(lance_err(format!("opening table `{name}`"), e)),
-        };
-        // Shared with other processes: their epochs are numbered apart from ours.
-        if !self.shared {
+        let table = self.open_table(&db).await?;
+        // Shared with other processes: their epochs are numbered apart from
+        // ours. Otherwise only this writer's rows (and rows from before rows
+        // said who wrote them): another pipeline sharing the table keeps its
+        // epochs.
+        if !self.shared() {
+            let writer = self.writer.replace('\'', "''");
             table
-                .delete(format!("{EPOCH} > {committed}").as_str())
+                .delete(&format!(
+                    "{EPOCH} > {committed} AND ({WRITER} = '{writer}' OR {WRITER} IS NULL)"
+                ))
                 .await
                 .map_err(|e| lance_err("rolling back uncommitted epochs", e))?;
         }
         self.table = Some(table);
         Ok(())
+    }
+
+    /// Open the table, or create it. Refuse one whose vectors have another
+    /// dimension; give one made before rows said who wrote them its
+    /// `sluice_writer` column (empty on the old rows).
+    async fn open_table(&self, db: &Connection) -> Result<Table> {
+        let name = &self.config.table;
+        let table = match db.open_table(name).execute().await {
+            Ok(t) => t,
+            Err(lancedb::Error::TableNotFound { .. }) => {
+                return db
+                    .create_empty_table(name, self.schema.clone())
+                    .execute()
+                    .await
+                    .map_err(|e| lance_err(format!("creating table `{name}`"), e));
+            }
+            Err(e) => return Err(lance_err(format!("opening table `{name}`"), e)),
+        };
+        let have = table
+            .schema()
+            .await
+            .map_err(|e| lance_err("reading the table schema", e))?;
+        let column = &self.config.embedding_column;
+        if let (Some(h), Some(w)) = (dimension(&have, column), dimension(&self.schema, column)) {
+            if h != w {
+                return Err(ConnectorError::user(format!(
+                    "LanceDB table `{name}` at {} has {h}-dimensional `{column}`, this pipeline makes {w}; refusing to run (use another table)",
+                    self.uri
+                )));
+            }
+        }
+        if have.field_with_name(WRITER).is_err() {
+            let field = Field::new(WRITER, DataType::Utf8, true);
+            table
+                .add_columns()
+                .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(vec![field]))))
+                .execute()
+                .await
+                .map_err(|e| lance_err(format!("adding `{WRITER}` to table `{name}`"), e))?;
+        }
+        Ok(table)
     }
 
     async fn commit_once(&mut self, epoch: Epoch) -> Result<()> {

@@ -29,7 +29,7 @@ pub struct EpochLog {
     prefix: Path,
     /// File names are `<stem>-<epoch>.parquet`; other stems in the folder belong
     /// to other writers and are never touched.
-    stem: &'static str,
+    stem: String,
     /// The local folder `prefix` is, when the store is the local file system:
     /// a commit then fsyncs the file and the folder before it returns.
     local_dir: Option<std::path::PathBuf>,
@@ -40,7 +40,7 @@ impl EpochLog {
         Self {
             store,
             prefix,
-            stem: "epoch",
+            stem: "epoch".into(),
             local_dir: None,
         }
     }
@@ -54,8 +54,8 @@ impl EpochLog {
     }
 
     /// Name this writer's files `<stem>-<epoch>.parquet` (see `SinkContext::epoch_stem`).
-    pub fn with_stem(mut self, stem: &'static str) -> Self {
-        self.stem = stem;
+    pub fn with_stem(mut self, stem: impl Into<String>) -> Self {
+        self.stem = stem.into();
         self
     }
 
@@ -79,29 +79,23 @@ impl EpochLog {
             .await?
             .into_iter()
             .filter_map(|(p, temp)| (!temp).then_some(p))
-            .filter_map(|p| parse_epoch(&p, self.stem).map(|e| (e, p)))
+            .filter_map(|p| parse_epoch(&p, &self.stem).map(|e| (e, p)))
             .collect();
         out.sort_by_key(|(e, _)| *e);
         Ok(out)
     }
 
-    /// This writer's files, each with whether it is a temp file.
+    /// This writer's files, each with whether it is a temp file. A name must
+    /// be exactly `<stem>-<digits>` and a suffix: a stem that merely starts
+    /// like ours (`epoch-docs` and `epoch-docs-2`) is another writer's.
     async fn list(&self) -> Result<Vec<(Path, bool)>> {
         let metas: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await?;
-        let own = format!("{}-", self.stem);
         Ok(metas
             .into_iter()
-            .filter_map(|m| {
-                let name = m.location.filename()?.to_owned();
-                if !name.starts_with(&own) {
-                    None
-                } else if name.ends_with(TEMP_SUFFIX) {
-                    Some((m.location, true))
-                } else if name.ends_with(FINAL_SUFFIX) {
-                    Some((m.location, false))
-                } else {
-                    None
-                }
+            .filter(|m| parse_epoch(&m.location, &self.stem).is_some())
+            .map(|m| {
+                let temp = m.location.filename().is_some_and(|n| n.ends_with(TEMP_SUFFIX));
+                (m.location, temp)
             })
             .collect())
     }
@@ -111,7 +105,7 @@ impl EpochLog {
     pub async fn rollback(&self, committed: Epoch) -> Result<usize> {
         let mut removed = 0;
         for (path, temp) in self.list().await? {
-            let newer = parse_epoch(&path, self.stem).is_some_and(|e| e > committed);
+            let newer = parse_epoch(&path, &self.stem).is_some_and(|e| e > committed);
             if temp || newer {
                 self.store.delete(&path).await?;
                 removed += 1;
@@ -139,6 +133,9 @@ fn parse_epoch(path: &Path, stem: &str) -> Option<Epoch> {
     let digits = digits
         .strip_suffix(TEMP_SUFFIX)
         .or_else(|| digits.strip_suffix(FINAL_SUFFIX))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     digits.parse().ok()
 }
 
@@ -255,8 +252,9 @@ mod tests {
     async fn two_stems_share_a_folder_and_roll_back_only_their_own_files() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-        let stream = EpochLog::new(store.clone(), Path::from("log"));
-        let backfill = EpochLog::new(store, Path::from("log")).with_stem("backfill-epoch");
+        // One stem starts like the other: names must match exactly.
+        let stream = EpochLog::new(store.clone(), Path::from("log")).with_stem("epoch-docs");
+        let backfill = EpochLog::new(store, Path::from("log")).with_stem("epoch-docs-7");
         for (log, epochs) in [(&stream, 1..=2), (&backfill, 1..=5)] {
             let mut w = EpochLogWriter::new(log.clone(), batch(&[]).schema());
             for e in epochs {
@@ -269,7 +267,8 @@ mod tests {
             .put(&backfill.temp_file(6), vec![1u8].into())
             .await
             .unwrap();
-        // The stream restarts from epoch 1: it removes its epoch 2 only.
+        // The stream restarts from epoch 1: it removes its epoch 2 only, not
+        // the other writer's temp file.
         assert_eq!(stream.rollback(1).await.unwrap(), 1);
         assert_eq!(backfill.epochs().await.unwrap().len(), 5);
         // The backfill resumes from 4: its epoch 5 and its temp file go.

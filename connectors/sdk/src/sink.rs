@@ -41,7 +41,14 @@ impl SinkContext {
     /// only this writer's rows, never another pipeline's (or another state
     /// folder's) that share the table.
     pub fn writer(&self) -> String {
-        let dir = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
+        format!("{}@{}", self.pipeline, self.state_hash())
+    }
+
+    /// Eight hex digits naming the state folder, stable across builds.
+    fn state_hash(&self) -> String {
+        let dir = std::fs::canonicalize(&self.state_dir)
+            .or_else(|_| std::path::absolute(&self.state_dir))
+            .unwrap_or_else(|_| self.state_dir.clone());
         // FNV-1a: stable across builds and Rust versions (the value is stored).
         let hash = dir
             .to_string_lossy()
@@ -49,7 +56,7 @@ impl SinkContext {
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
             });
-        format!("{}@{:08x}", self.pipeline, hash as u32)
+        format!("{:08x}", hash as u32)
     }
 
     /// Send a document this sink could not write to the dead-letter store.
@@ -70,13 +77,13 @@ impl SinkContext {
             });
     }
 
-    /// The file-name stem of this writer's epoch files: `epoch` or `backfill-epoch`.
-    pub fn epoch_stem(&self) -> &'static str {
-        if self.backfill {
-            "backfill-epoch"
-        } else {
-            "epoch"
-        }
+    /// The file-name stem of this writer's epoch files in a folder other
+    /// writers may share: `epoch-<pipeline>-<state hash>`, or
+    /// `backfill-epoch-...` for a backfill. Two pipelines writing one folder
+    /// neither overwrite nor roll back each other's files.
+    pub fn epoch_stem(&self) -> String {
+        let kind = if self.backfill { "backfill-epoch" } else { "epoch" };
+        format!("{kind}-{}-{}", self.pipeline, self.state_hash())
     }
 }
 

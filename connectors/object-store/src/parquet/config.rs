@@ -73,7 +73,7 @@ fn existing_schema_issues(folder: &std::path::Path, shown: &str, input: &Schema)
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("epoch-") && n.ends_with(".parquet"))
+                .is_some_and(|n| n.contains("epoch-") && n.ends_with(".parquet"))
         })
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let Some(file) = newest else {

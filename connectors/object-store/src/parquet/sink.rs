@@ -15,7 +15,7 @@ use crate::location::Location;
 /// The column the sink adds to every row.
 pub const EPOCH_COLUMN: &str = "epoch";
 
-/// Writes each epoch's rows to `epoch-<n>.parquet` under its folder. With a
+/// Writes each epoch's rows to `<stem>-<n>.parquet` under its folder. With a
 /// `doc_id` column the epoch is held until its barrier and written as its net
 /// effect per document ([`epoch_net`]); without one, rows stream through.
 pub struct ParquetSink {
@@ -34,7 +34,7 @@ pub fn output_schema(input: &SchemaRef) -> SchemaRef {
 
 impl ParquetSink {
     /// `stem` names this writer's epoch files (`SinkContext::epoch_stem`).
-    pub fn new(location: Location, input: SchemaRef, stem: &'static str) -> Self {
+    pub fn new(location: Location, input: SchemaRef, stem: String) -> Self {
         let schema = output_schema(&input);
         let local_dir = (!location.remote)
             .then(|| url::Url::parse(&location.url).ok()?.to_file_path().ok())
