@@ -2,16 +2,17 @@
 //!
 //! Tables: each tapped stage (named after the stage), each sink that keeps a
 //! Parquet change log (`<sink>_log`: every row ever written; `<sink>`: the current
-//! state, the newest epoch of each document with deletes left out), each LanceDB
-//! sink and each feature store's offline dataset (named after the sink), and
-//! `dead_letters` (the open letters; `dead_letters_log`: every row of the store).
-//! `vector_search(sink, 'text', k)` searches a LanceDB sink with the
-//! pipeline's own embedding model. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL TABLE` are
-//! refused.
+//! state, the newest epoch of each document with deletes left out), each sink
+//! whose store can be read (a vector store's table, a feature store's offline
+//! dataset; named after the sink), and `dead_letters` (the open letters;
+//! `dead_letters_log`: every row of the store). `vector_search(sink, 'text', k)`
+//! searches any sink whose store can search by vector, with the pipeline's own
+//! embedding model. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL
+//! TABLE` are refused.
 
 mod limits;
+mod store;
 pub mod taps;
-#[cfg(feature = "lancedb")]
 pub mod vector_search;
 
 use std::sync::Arc;
@@ -116,28 +117,6 @@ fn register_dataset(
     Ok(())
 }
 
-#[cfg(feature = "lancedb")]
-async fn register_lance(ctx: &SessionContext, name: &str, lance: &vector_search::LanceTable) -> Result<()> {
-    let (uri, table, options) = lance;
-    match sluice_lancedb::table_provider(uri, options, table).await {
-        Ok(provider) => {
-            ctx.register_table(name, provider)?;
-        }
-        // Nothing written yet: the table does not exist.
-        Err(e) => tracing::debug!("LanceDB sink `{name}` not readable yet: {e}"),
-    }
-    Ok(())
-}
-
-#[cfg(not(feature = "lancedb"))]
-async fn register_lance(
-    _ctx: &SessionContext,
-    _name: &str,
-    _lance: &(String, String, Vec<(String, String)>),
-) -> Result<()> {
-    Ok(())
-}
-
 /// The current state of a change log: each document's newest epoch, without deletes.
 fn current_state_sql(log_table: &str) -> String {
     format!(
@@ -158,7 +137,7 @@ async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionCont
         let url = folder_url(&plan.tap_dir(&stage.name))?;
         register_parquet(&ctx, &stage.name, &url, stage.output.clone())?;
     }
-    let mut lance_sinks = std::collections::HashMap::new();
+    let mut searchable = std::collections::HashMap::new();
     for sink in &plan.sinks {
         match sink.config.inspect_table(&plan.sink_context(sink), &sink.input) {
             Some(InspectTable::ParquetDataset {
@@ -168,14 +147,11 @@ async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionCont
             }) => {
                 register_dataset(&ctx, &sink.name, &url, schema, &partitions)?;
             }
-            Some(InspectTable::Lance {
-                uri,
-                table,
-                storage_options,
-            }) => {
-                let lance = (uri, table, storage_options);
-                register_lance(&ctx, &sink.name, &lance).await?;
-                lance_sinks.insert(sink.name.clone(), lance);
+            Some(InspectTable::Store(table)) => {
+                if table.can_search() {
+                    searchable.insert(sink.name.clone(), table.clone());
+                }
+                ctx.register_table(sink.name.as_str(), store::provider(table)?)?;
             }
             None => {}
         }
@@ -190,16 +166,13 @@ async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionCont
             ctx.register_table(sink.name.as_str(), view)?;
         }
     }
-    #[cfg(feature = "lancedb")]
     ctx.register_udtf(
         "vector_search",
         Arc::new(vector_search::VectorSearch {
-            sinks: lance_sinks,
+            sinks: searchable,
             embedder: plan.stages.iter().find_map(|s| s.config.query_embedder()),
         }),
     );
-    #[cfg(not(feature = "lancedb"))]
-    let _ = lance_sinks;
     register_parquet(
         &ctx,
         "dead_letters_log",

@@ -1,5 +1,6 @@
 //! `vector_search(sink, 'query text', k)`: embeds the text with the pipeline's own
-//! embed stage and returns the `k` nearest rows of a LanceDB sink, with `_distance`.
+//! embed stage and returns the `k` nearest rows of a sink whose store can search
+//! by vector (LanceDB, pgvector), with `_distance`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,21 +10,19 @@ use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 
+use sluice_connector_sdk::read::SinkTable;
+
 use crate::stages::QueryEmbedder;
 
-/// Where a LanceDB sink's table is: (URI, table, storage options).
-pub type LanceTable = (String, String, Vec<(String, String)>);
-
 pub struct VectorSearch {
-    /// Sink name → (LanceDB URI, table, storage options).
-    pub sinks: HashMap<String, LanceTable>,
+    /// Sink name → its store, for every sink that can search by vector.
+    pub sinks: HashMap<String, Arc<dyn SinkTable>>,
     pub embedder: Option<Arc<dyn QueryEmbedder>>,
 }
 
 impl std::fmt::Debug for VectorSearch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VectorSearch")
-            // Not the storage options: they may hold keys.
             .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -63,9 +62,10 @@ impl TableFunctionImpl for VectorSearch {
         if k > MAX_K {
             return plan_err!("vector_search returns at most {MAX_K} rows; ask for fewer (k = {k})");
         }
-        let Some((uri, table, options)) = self.sinks.get(&sink).cloned() else {
-            let names: Vec<&String> = self.sinks.keys().collect();
-            return plan_err!("`{sink}` is not a LanceDB sink of this pipeline; LanceDB sinks: {names:?}");
+        let Some(table) = self.sinks.get(&sink).cloned() else {
+            let mut names: Vec<&String> = self.sinks.keys().collect();
+            names.sort();
+            return plan_err!("`{sink}` is not a vector sink of this pipeline; vector sinks: {names:?}");
         };
         let Some(embedder) = self.embedder.clone() else {
             return plan_err!("this pipeline has no embed stage to embed the query with");
@@ -79,8 +79,8 @@ impl TableFunctionImpl for VectorSearch {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(sluice_lancedb::vector_search(&uri, &options, &table, vector, k))
-                    .map_err(|e| std::io::Error::other(e.to_string()))
+                rt.block_on(table.nearest(vector, k))
+                    .map_err(std::io::Error::other)
             })
             .join()
             .map_err(|_| std::io::Error::other("vector search thread panicked"))?

@@ -91,3 +91,20 @@ pub async fn pg(url: &str) -> tokio_postgres::Client {
     tokio::spawn(conn);
     client
 }
+
+/// `vector_search(vectors, <the text of the chunk about subject 21>, 3)`
+/// through `sluice sql`, with the chunk_id the search should put first.
+pub fn search_own_text(ws: &Workspace) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let text = ws.query(
+        "p.yaml",
+        "SELECT chunk_id, text FROM out WHERE text LIKE '%subject 21%'",
+    );
+    let hits = ws.query(
+        "p.yaml",
+        &format!(
+            "SELECT chunk_id, _distance FROM vector_search(vectors, '{}', 3) ORDER BY _distance",
+            text[0]["text"].as_str().unwrap().replace('\'', "''")
+        ),
+    );
+    (hits, text[0]["chunk_id"].clone())
+}

@@ -104,6 +104,28 @@ fn pgvector_holds_exactly_the_current_chunks_with_their_vectors() {
         assert!(plan.iter().any(|l| l.contains(&format!("{table}_hnsw"))), "{plan:?}");
     });
 
+    // `sluice sql` reads the table through the sink (the same rows as
+    // tokio-postgres, vectors and timestamps decoded), and vector_search embeds
+    // a query with the pipeline's own model: a chunk's own text finds it.
+    let through_sql: BTreeMap<String, String> = ws
+        .query("p.yaml", "SELECT chunk_id, doc_id FROM vectors")
+        .iter()
+        .map(|r| {
+            let s = |c: &str| r[c].as_str().unwrap().to_string();
+            (s("chunk_id"), s("doc_id"))
+        })
+        .collect();
+    assert_eq!(through_sql, want);
+    let stamped = ws.count(
+        "p.yaml",
+        "SELECT count(*) FROM vectors WHERE array_length(embedding) = 384 AND modified_at IS NOT NULL AND sluice_writer LIKE 'sinks@%'",
+    );
+    assert_eq!(stamped, want.len() as u64);
+    let (hits, own) = search_own_text(&ws);
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert_eq!(hits[0]["chunk_id"], own, "{hits:?}");
+    assert!(hits[0]["_distance"].as_f64().unwrap().abs() < 1e-3, "{hits:?}");
+
     // A changed document keeps no chunk of its old version; a deleted one is gone.
     edit(&ws);
     ws.ok(&["run", "p.yaml"]);

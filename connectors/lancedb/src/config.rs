@@ -167,12 +167,15 @@ impl SinkConfig for LanceDbSinkConfig {
         }))
     }
 
-    fn inspect_table(&self, ctx: &SinkContext, _input: &SchemaRef) -> Option<InspectTable> {
-        Some(InspectTable::Lance {
-            uri: self.resolved_uri(&ctx.base_dir),
-            table: self.table.clone(),
-            storage_options: self.storage_options(),
-        })
+    fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
+        Some(InspectTable::Store(std::sync::Arc::new(
+            crate::read::LanceTable {
+                uri: self.resolved_uri(&ctx.base_dir),
+                table: self.table.clone(),
+                options: self.storage_options(),
+                schema: table_schema(input),
+            },
+        )))
     }
 
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {

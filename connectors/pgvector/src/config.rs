@@ -5,7 +5,7 @@ use std::time::Duration;
 use arrow::datatypes::{Schema, SchemaRef};
 use serde::Deserialize;
 use sluice_connector_sdk::{
-    ConfigIssue, HumanDuration, Metric, PlanContext, Result, Sink, SinkConfig, SinkContext,
+    ConfigIssue, HumanDuration, InspectTable, Metric, PlanContext, Result, Sink, SinkConfig, SinkContext,
 };
 
 use crate::columns::{self, Column};
@@ -206,6 +206,17 @@ impl SinkConfig for PgVectorSinkConfig {
                 .with_backfill(ctx.backfill)
                 .with_context(ctx),
         ))
+    }
+
+    fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
+        // A plan that does not validate has no table to read.
+        let columns = self.columns(input).ok()?;
+        let tls = self.tls_connector(ctx).ok()?;
+        Some(InspectTable::Store(std::sync::Arc::new(crate::read::PgTable {
+            config: self.clone(),
+            columns,
+            tls,
+        })))
     }
 
     fn rebuild_index(

@@ -4,6 +4,7 @@
 //! - [`config`]: the YAML block, validated against the plan (the dimension too).
 //! - [`columns`]: which Arrow columns become which PostgreSQL columns.
 //! - [`sink`]: per epoch, one transaction: delete by doc_id, then a binary COPY.
+//! - [`read`]: the table for `sluice sql` and `vector_search`.
 //! - [`tls`]: `tls: require`, with the web PKI roots and an optional `ca_file`.
 //!
 //! The table, the extension and an HNSW index are created when missing. At
@@ -11,6 +12,7 @@
 
 pub mod columns;
 pub mod config;
+pub mod read;
 pub mod sink;
 pub mod tls;
 

@@ -43,7 +43,30 @@ pub struct PgVectorSink {
 /// The column that says which run wrote a row (see `SinkContext::writer`).
 pub const WRITER: &str = "sluice_writer";
 
-fn quote(ident: &str) -> String {
+/// A client for `url`, over TLS when `tls` is given (never falling back to
+/// plain text then). Its connection runs on a task of its own.
+pub(crate) async fn connect(
+    url: &str,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+) -> std::result::Result<Client, tokio_postgres::Error> {
+    let mut pg: tokio_postgres::Config = url.parse()?;
+    match tls {
+        None => {
+            let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            Ok(client)
+        }
+        Some(tls) => {
+            // Without this, tokio-postgres "prefers" TLS and may go without it.
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let (client, conn) = pg.connect(tls.clone()).await?;
+            tokio::spawn(conn);
+            Ok(client)
+        }
+    }
+}
+
+pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
@@ -109,28 +132,11 @@ impl PgVectorSink {
         pg_err(&self.server(), what, e)
     }
 
-    async fn connect(&self) -> std::result::Result<Client, tokio_postgres::Error> {
-        let mut pg: tokio_postgres::Config = self.config.url.parse()?;
-        let connection = match &self.tls {
-            None => {
-                let (c, conn) = pg.connect(tokio_postgres::NoTls).await?;
-                (c, tokio::spawn(conn))
-            }
-            Some(tls) => {
-                // Without this, tokio-postgres "prefers" TLS and may go without it.
-                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let (c, conn) = pg.connect(tls.clone()).await?;
-                (c, tokio::spawn(conn))
-            }
-        };
-        let (client, connection) = connection;
-        drop(connection);
-        Ok(client)
-    }
-
     async fn client(&mut self) -> Result<&Client> {
         if self.client.is_none() {
-            let c = self.connect().await.map_err(|e| self.external("connect", e))?;
+            let c = connect(&self.config.url, self.tls.as_ref())
+                .await
+                .map_err(|e| self.external("connect", e))?;
             self.client = Some(c);
         }
         Ok(self.client.as_ref().expect("just connected"))
@@ -388,7 +394,7 @@ impl PgVectorSink {
     }
 }
 
-fn pg_err(server: &str, what: &str, e: tokio_postgres::Error) -> ConnectorError {
+pub(crate) fn pg_err(server: &str, what: &str, e: tokio_postgres::Error) -> ConnectorError {
     if is_data_error(&e) {
         // The server's own words (tokio-postgres prints only "db error").
         let why = e

@@ -120,12 +120,8 @@ pub enum InspectTable {
         schema: SchemaRef,
         partitions: Vec<String>,
     },
-    /// A LanceDB table, with the options of its object store.
-    Lance {
-        uri: String,
-        table: String,
-        storage_options: Vec<(String, String)>,
-    },
+    /// The sink's store, read through its own client (see [`crate::read`]).
+    Store(std::sync::Arc<dyn crate::read::SinkTable>),
 }
 
 /// The decoded configuration of a sink.

@@ -18,6 +18,8 @@
 //!   epoch's net effect per document for a change log.
 //! - [`refuse`]: bisecting a write that a store refused for one record's content,
 //!   so only that document becomes a dead letter.
+//! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
+//!   nearest-neighbour search), so the engine reads every store the same way.
 //! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
 
 pub mod backfill;
@@ -26,6 +28,7 @@ pub mod documents;
 pub mod epoch_log;
 pub mod error;
 pub mod message;
+pub mod read;
 pub mod refuse;
 pub mod replace;
 pub mod retry;

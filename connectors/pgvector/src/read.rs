@@ -1,0 +1,231 @@
+//! The table as `sluice sql` and `vector_search` read it (see
+//! [`sluice_connector_sdk::read`]): rows decoded to Arrow, and nearest
+//! neighbours with the operator of the sink's metric, which the HNSW index
+//! serves.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use sluice_connector_sdk::read::{conform, BatchStream, SinkTable, DISTANCE};
+use sluice_connector_sdk::{ConnectorError, Metric, Result};
+use tokio_postgres::Row;
+
+use crate::columns::{Column, PgType};
+use crate::config::{redact, PgVectorSinkConfig};
+use crate::sink::{connect, pg_err, quote, WRITER};
+
+/// Rows per batch of a scan.
+const BATCH_ROWS: usize = 4096;
+
+/// A pgvector sink's table.
+pub struct PgTable {
+    pub config: PgVectorSinkConfig,
+    pub columns: Vec<Column>,
+    pub tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for PgTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTable")
+            .field("server", &redact(&self.config.url))
+            .field("table", &self.config.table)
+            .finish()
+    }
+}
+
+/// The Arrow type a column reads back as.
+fn arrow_type(pg: PgType) -> DataType {
+    match pg {
+        PgType::Text => DataType::Utf8,
+        PgType::BigInt => DataType::Int64,
+        PgType::Real => DataType::Float32,
+        PgType::Double => DataType::Float64,
+        PgType::Boolean => DataType::Boolean,
+        PgType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        PgType::Vector(n) => {
+            DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), n as i32)
+        }
+    }
+}
+
+/// Values of column `i`; `T` is what tokio-postgres decodes it as.
+fn values<T>(rows: &[Row], i: usize) -> std::result::Result<Vec<Option<T>>, tokio_postgres::Error>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    rows.iter().map(|r| r.try_get::<_, Option<T>>(i)).collect()
+}
+
+fn vectors(values: Vec<Option<pgvector::Vector>>, dim: usize) -> Result<ArrayRef> {
+    let nulls = NullBuffer::from(values.iter().map(Option::is_some).collect::<Vec<_>>());
+    let mut flat = Vec::with_capacity(values.len() * dim);
+    for v in &values {
+        match v {
+            Some(v) if v.as_slice().len() == dim => flat.extend_from_slice(v.as_slice()),
+            Some(v) => {
+                return Err(ConnectorError::user(format!(
+                    "a stored vector has {} dimensions, the table {dim}",
+                    v.as_slice().len()
+                )))
+            }
+            None => flat.extend(std::iter::repeat_n(0.0, dim)),
+        }
+    }
+    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+    let list =
+        FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(flat)), Some(nulls))?;
+    Ok(Arc::new(list))
+}
+
+/// `rows` of the `stored` columns (and a distance after them, when `schema`
+/// has one more field) as a batch of `schema`.
+fn batch(stored: &[(String, PgType)], rows: &[Row], schema: &SchemaRef) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, (_, pg)) in stored.iter().enumerate() {
+        columns.push(column(rows, i, *pg)?);
+    }
+    if schema.fields().len() > columns.len() {
+        let distance: Vec<Option<f32>> = values::<f32>(rows, columns.len())
+            .map_err(|e| ConnectorError::internal("decoding a distance").with_source(e))?;
+        columns.push(Arc::new(Float32Array::from(distance)));
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Column `i` of `rows` as Arrow.
+fn column(rows: &[Row], i: usize, pg: PgType) -> Result<ArrayRef> {
+    let decode = |e: tokio_postgres::Error| ConnectorError::internal("decoding a row").with_source(e);
+    Ok(match pg {
+        PgType::Text => Arc::new(StringArray::from(values::<String>(rows, i).map_err(decode)?)),
+        PgType::BigInt => Arc::new(Int64Array::from(values::<i64>(rows, i).map_err(decode)?)),
+        PgType::Real => Arc::new(Float32Array::from(values::<f32>(rows, i).map_err(decode)?)),
+        PgType::Double => Arc::new(Float64Array::from(values::<f64>(rows, i).map_err(decode)?)),
+        PgType::Boolean => Arc::new(BooleanArray::from(values::<bool>(rows, i).map_err(decode)?)),
+        PgType::TimestampTz => {
+            let times = values::<DateTime<Utc>>(rows, i).map_err(decode)?;
+            let micros: Vec<Option<i64>> = times.iter().map(|t| t.map(|t| t.timestamp_micros())).collect();
+            Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
+        }
+        PgType::Vector(n) => vectors(values::<pgvector::Vector>(rows, i).map_err(decode)?, n)?,
+    })
+}
+
+impl PgTable {
+    /// The stored columns, then `epoch` and `sluice_writer`.
+    fn stored(&self) -> Vec<(String, PgType)> {
+        self.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.pg))
+            .chain([("epoch".into(), PgType::BigInt), (WRITER.into(), PgType::Text)])
+            .collect()
+    }
+
+    fn select_list(&self) -> String {
+        self.stored()
+            .iter()
+            .map(|(n, _)| quote(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn server(&self) -> String {
+        redact(&self.config.url)
+    }
+}
+
+/// The pgvector operator of a metric (smaller is nearer for each).
+fn operator(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "<=>",
+        Metric::L2 => "<->",
+        Metric::Dot => "<#>",
+    }
+}
+
+/// SQLSTATE 42P01: the sink has not created the table yet.
+fn no_table(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+}
+
+#[async_trait::async_trait]
+impl SinkTable for PgTable {
+    fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .stored()
+            .into_iter()
+            .map(|(name, pg)| Field::new(name, arrow_type(pg), true))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    async fn scan(&self) -> Result<BatchStream> {
+        let server = self.server();
+        let client = connect(&self.config.url, self.tls.as_ref())
+            .await
+            .map_err(|e| pg_err(&server, "connect", e))?;
+        let sql = format!("SELECT {} FROM {}", self.select_list(), quote(&self.config.table));
+        let rows = match client.query_raw(&sql, Vec::<String>::new()).await {
+            Ok(rows) => rows,
+            Err(e) if no_table(&e) => return Ok(futures::stream::empty().boxed()),
+            Err(e) => return Err(pg_err(&server, "reading the table", e)),
+        };
+        let schema = self.schema();
+        let stored = self.stored();
+        Ok(rows
+            .map_err(move |e| pg_err(&server, "reading the table", e))
+            .try_chunks(BATCH_ROWS)
+            .map(move |chunk| {
+                // The client lives as long as the stream: its connection
+                // carries the rows.
+                let _ = &client;
+                let rows = chunk.map_err(|e| e.1)?;
+                batch(&stored, &rows, &schema).and_then(|b| conform(&b, &schema))
+            })
+            .boxed())
+    }
+
+    fn can_search(&self) -> bool {
+        true
+    }
+
+    async fn nearest(&self, vector: Vec<f32>, k: usize) -> Result<Vec<RecordBatch>> {
+        let server = self.server();
+        let client = connect(&self.config.url, self.tls.as_ref())
+            .await
+            .map_err(|e| pg_err(&server, "connect", e))?;
+        let distance = format!(
+            "{} {} $1",
+            quote(&self.config.embedding_column),
+            operator(self.config.index.metric)
+        );
+        let sql = format!(
+            "SELECT {}, ({distance})::real AS {DISTANCE} FROM {} ORDER BY {distance} LIMIT {k}",
+            self.select_list(),
+            quote(&self.config.table)
+        );
+        let rows = match client.query(&sql, &[&pgvector::Vector::from(vector)]).await {
+            Ok(rows) => rows,
+            Err(e) if no_table(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(pg_err(&server, "searching the table", e)),
+        };
+        let mut fields: Vec<Field> = self
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(DISTANCE, DataType::Float32, true));
+        Ok(vec![batch(
+            &self.stored(),
+            &rows,
+            &Arc::new(Schema::new(fields)),
+        )?])
+    }
+}
