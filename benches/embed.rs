@@ -135,7 +135,8 @@ fn stage(texts: &[String], provider: Provider) -> f64 {
         .sum::<usize>();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(rows, texts.len());
-    ctx.metrics.embed.tokens.get() as f64 / secs
+    let tokens = ctx.metrics.own().and_then(|o| o.model_tokens()).unwrap_or(0);
+    tokens as f64 / secs
 }
 
 /// (b) and (c): ort called directly. `pad_to`: pad every row to this length

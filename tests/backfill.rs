@@ -219,6 +219,17 @@ fn emit_to_lists_the_objects_into_a_topic_as_object_events() {
         .collect();
     assert_eq!(urls, want);
     assert!(!ws.path("out").exists(), "emitting reads and writes nothing");
+
+    // A scheme no connector carries, and a topic without brokers: exit 2, said.
+    for (target, says) in [
+        ("nats://x", "no connector sends events to nats://"),
+        ("kafka://lonely", "names no brokers"),
+    ] {
+        let out = ws.sluice(&["backfill", "--no-progress", "p.yaml", "--emit-to", target]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{target}: {err}");
+        assert!(err.contains(says), "{target}: {err}");
+    }
 }
 
 #[test]

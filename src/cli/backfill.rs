@@ -13,9 +13,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use indicatif::HumanBytes;
+use sluice_connector_sdk::events::EmitOptions;
 use sluice_connector_sdk::{BackfillOptions, ListedObject};
 
 use super::EXIT_OK;
+
 use crate::plan::Plan;
 use crate::{Error, Result};
 
@@ -106,37 +108,38 @@ fn human_duration(seconds: f64) -> String {
     }
 }
 
-/// `--emit-to kafka://[BROKERS/]TOPIC`: list the objects into a topic as object
-/// events (`{"url": ...}`), for a fleet of daemons on `mode: object_events`.
-#[cfg(feature = "kafka")]
+/// `--emit-to SCHEME://...` (`kafka://[BROKERS/]TOPIC`): list the objects
+/// into a queue as object events (`{"url": ...}`), for a fleet of daemons on
+/// `mode: object_events`. The registry says which connector carries a scheme.
 async fn emit(plan: &Plan, target: &str, args: &Args) -> anyhow::Result<u8> {
-    let rest = target.strip_prefix("kafka://").ok_or_else(|| {
+    use crate::spec::registry::{self, Lookup};
+    let (scheme, rest) = target.split_once("://").ok_or_else(|| {
         Error::Usage(format!(
-            "--emit-to {target}: expected kafka://TOPIC or kafka://BROKERS/TOPIC"
+            "--emit-to {target}: expected a URL such as kafka://TOPIC"
         ))
     })?;
-    let (brokers, topic) = match rest.rsplit_once('/') {
-        Some((b, t)) => (b.to_string(), t.to_string()),
-        None => (
-            args.brokers.clone().ok_or_else(|| {
-                Error::Usage(format!(
-                    "--emit-to {target} names no brokers: use kafka://BROKERS/TOPIC, --brokers or SLUICE_KAFKA_BROKERS"
-                ))
-            })?,
-            rest.to_string(),
-        ),
+    let factory = match registry::event_target(scheme) {
+        Lookup::Found(Some(f)) => f,
+        Lookup::NotBuilt(feature) => {
+            return Err(Error::Usage(format!(
+                "--emit-to {scheme}:// needs sluice built with the `{}` feature",
+                feature.0
+            ))
+            .into())
+        }
+        _ => return Err(Error::Usage(format!("--emit-to: no connector sends events to {scheme}://")).into()),
     };
+    let options = EmitOptions {
+        servers: args.brokers.clone(),
+        properties: args.kafka_options.iter().cloned().collect(),
+    };
+    let target = factory(rest, &options).map_err(|e| Error::connector(format!("--emit-to {target}"), e))?;
     let objects = listing(plan).await?;
     let urls: Vec<String> = objects.into_iter().map(|o| o.url).collect();
-    let options = args.kafka_options.iter().cloned().collect();
-    let sent = sluice_kafka::emit_object_events(&brokers, &topic, &urls, &options)
+    let sent = target
+        .emit(&urls)
         .await
-        .map_err(|e| Error::connector(format!("Kafka topic `{topic}`"), e))?;
-    println!("{}: {sent} object events to {topic} on {brokers}", plan.name);
+        .map_err(|e| Error::connector(target.describe(), e))?;
+    println!("{}: {sent} object events to {}", plan.name, target.describe());
     Ok(EXIT_OK)
-}
-
-#[cfg(not(feature = "kafka"))]
-async fn emit(_plan: &Plan, _target: &str, _args: &Args) -> anyhow::Result<u8> {
-    Err(Error::Usage("--emit-to needs sluice built with the `kafka` feature".into()).into())
 }

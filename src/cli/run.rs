@@ -101,29 +101,10 @@ pub(super) async fn run_plan(plan: crate::plan::Plan, show_progress: bool) -> an
             .map(|b| HumanBytes(b).to_string())
             .unwrap_or_else(|| "unknown".into())
     );
-    for (stage, planned) in metrics.stages.iter().zip(&plan.stages) {
-        if planned.kind == "embed" {
-            println!("  {}", embed_summary(&stage.name, &stage.embed));
+    for stage in &metrics.stages {
+        if let Some(line) = stage.own().and_then(|o| o.summary(&stage.name)) {
+            println!("  {line}");
         }
     }
     Ok(EXIT_OK)
-}
-
-/// `embed: 120 chunks embedded, 8 from cache, 0 truncated; 9,144 tokens, 14% padding, 4,210 tokens/s`
-fn embed_summary(name: &str, m: &crate::telemetry::metrics::EmbedMetrics) -> String {
-    let tokens = m.tokens.get();
-    let padded = m.padded_tokens.get().max(tokens);
-    let busy = m.busy_us.get() as f64 / 1e6;
-    let rate = if busy > 0.0 { tokens as f64 / busy } else { 0.0 };
-    let padding = if padded > 0 {
-        100.0 * (padded - tokens) as f64 / padded as f64
-    } else {
-        0.0
-    };
-    format!(
-        "{name}: {} chunks embedded, {} from cache, {} truncated; {tokens} tokens, {padding:.0}% padding, {rate:.0} tokens/s in the model",
-        m.computed.get(),
-        m.cache_hits.get(),
-        m.truncated.get(),
-    )
 }

@@ -273,16 +273,8 @@ pub fn describe(p: &PipelineHandle) -> Value {
                 "dead_letters": st.dead_letters.get(),
                 "last_error": st.last_error(),
             });
-            if kinds.get(i).is_some_and(|k| k == "embed") {
-                let e = &st.embed;
-                v["embed"] = json!({
-                    "embedded": e.computed.get(),
-                    "cache_hits": e.cache_hits.get(),
-                    "truncated": e.truncated.get(),
-                    "tokens": e.tokens.get(),
-                    "norm_mean": e.drift.norm_mean(),
-                    "centroid_distance": e.drift.centroid_distance(),
-                });
+            if let Some((key, detail)) = st.own().and_then(|o| o.detail()) {
+                v[key] = detail;
             }
             v
         })

@@ -45,10 +45,11 @@ struct FileEntry {
     name: String,
 }
 
-/// Embeddings counted at the start of the current rate window.
+/// The count of a stage's rate series (see `OwnMetrics::rate`) at the start
+/// of the current rate window.
 struct RateWindow {
     at: Instant,
-    embeddings: u64,
+    count: u64,
 }
 
 pub struct Daemon {
@@ -260,22 +261,29 @@ impl Daemon {
         lock(&self.files).insert(file.to_path_buf(), FileEntry { hash, name });
     }
 
-    /// Embeddings per second of each pipeline, over windows of at least 5 s.
+    /// The rate a stage asks for (`OwnMetrics::rate`, embeddings for the
+    /// embed stage) of each pipeline, over windows of at least 5 s.
     fn sample_rates(&self) {
         let now = Instant::now();
         let mut rates = lock(&self.rates);
         for p in self.pipelines() {
-            let embeddings: u64 = p.metrics().stages.iter().map(|s| s.embed.computed.get()).sum();
+            let count: u64 = p
+                .metrics()
+                .stages
+                .iter()
+                .filter_map(|s| s.own().and_then(|o| o.rate()))
+                .map(|r| r.count)
+                .sum();
             let window = rates
                 .entry(p.name.clone())
-                .or_insert(RateWindow { at: now, embeddings });
+                .or_insert(RateWindow { at: now, count });
             let secs = now.duration_since(window.at).as_secs_f64();
-            if embeddings < window.embeddings {
+            if count < window.count {
                 // A new run started with fresh counters.
-                *window = RateWindow { at: now, embeddings };
+                *window = RateWindow { at: now, count };
             } else if secs >= 5.0 {
-                p.set_embed_rate((embeddings - window.embeddings) as f64 / secs);
-                *window = RateWindow { at: now, embeddings };
+                p.set_rate((count - window.count) as f64 / secs);
+                *window = RateWindow { at: now, count };
             }
         }
     }

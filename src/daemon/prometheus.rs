@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use super::supervisor::State;
 use super::Daemon;
+use crate::telemetry::metrics::SeriesKind;
 
 struct Family {
     name: &'static str,
@@ -231,65 +232,17 @@ pub fn render(daemon: &Daemon) -> String {
                     fill,
                 );
             }
-            let e = &st.embed;
-            if e.computed.get() + e.cache_hits.get() == 0 && e.drift.norm_mean().is_none() {
-                continue;
-            }
-            f.counter(
-                "sluice_embed_tokens_total",
-                "Tokens run through the model.",
-                &l,
-                e.tokens.get(),
-            );
-            f.counter(
-                "sluice_embed_embeddings_total",
-                "Chunks embedded by the model.",
-                &l,
-                e.computed.get(),
-            );
-            f.counter(
-                "sluice_embed_cache_hits_total",
-                "Chunks answered from the embedding cache.",
-                &l,
-                e.cache_hits.get(),
-            );
-            let looked_up = e.computed.get() + e.cache_hits.get();
-            f.gauge(
-                "sluice_embed_cache_hit_ratio",
-                "Cache hits over all chunks embedded or looked up.",
-                &l,
-                e.cache_hits.get() as f64 / looked_up.max(1) as f64,
-            );
-            f.counter(
-                "sluice_embed_truncations_total",
-                "Chunks cut to the model's max tokens.",
-                &l,
-                e.truncated.get(),
-            );
-            if let Some(norm) = e.drift.norm_mean() {
-                f.gauge(
-                    "sluice_embed_norm_mean",
-                    "Running mean of the embeddings' L2 norm.",
-                    &l,
-                    norm,
-                );
-            }
-            if let Some(d) = e.drift.centroid_distance() {
-                f.gauge(
-                    "sluice_embed_centroid_distance",
-                    "Cosine distance of the latest epoch's centroid from the first epoch's.",
-                    &l,
-                    d,
-                );
+            for sample in st.own().map(|o| o.samples()).unwrap_or_default() {
+                match sample.kind {
+                    SeriesKind::Counter => f.counter(sample.name, sample.help, &l, sample.value as u64),
+                    SeriesKind::Gauge => f.gauge(sample.name, sample.help, &l, sample.value),
+                }
             }
         }
-        if m.stages.iter().any(|s| s.embed.computed.get() > 0) {
-            f.gauge(
-                "sluice_embed_embeddings_per_second",
-                "Chunks embedded per second over the last 5 s window or more.",
-                &[("pipeline", pl)],
-                p.embed_rate(),
-            );
+        // A rate a stage asks for, over the daemon's window (see `Daemon::tick`).
+        let rate = m.stages.iter().find_map(|s| s.own().and_then(|o| o.rate()));
+        if let Some(series) = rate.filter(|r| r.count > 0) {
+            f.gauge(series.name, series.help, &[("pipeline", pl)], p.rate());
         }
         for (sink, rows) in &m.sinks {
             let l = [("pipeline", pl), ("sink", sink.as_str())];

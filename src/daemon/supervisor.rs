@@ -92,8 +92,9 @@ pub struct PipelineHandle {
     metrics: Mutex<Arc<PipelineMetrics>>,
     plan: Mutex<Option<Arc<Plan>>>,
     commands: Option<mpsc::UnboundedSender<Command>>,
-    /// Embeddings per second over the last sampling window, as f64 bits.
-    embed_rate: std::sync::atomic::AtomicU64,
+    /// The rate a stage asks for (`OwnMetrics::rate`) over the last sampling
+    /// window, per second, as f64 bits.
+    rate: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineHandle {
@@ -113,7 +114,7 @@ impl PipelineHandle {
             metrics: Mutex::new(Arc::new(PipelineMetrics::default())),
             plan: Mutex::new(None),
             commands: None,
-            embed_rate: Default::default(),
+            rate: Default::default(),
         })
     }
 
@@ -135,7 +136,7 @@ impl PipelineHandle {
             metrics: Mutex::new(Arc::new(runtime::metrics_for(&plan))),
             plan: Mutex::new(Some(plan.clone())),
             commands: Some(tx),
-            embed_rate: Default::default(),
+            rate: Default::default(),
         });
         let task = tokio::spawn(supervise(handle.clone(), plan, rx, backoff));
         (handle, task)
@@ -168,12 +169,12 @@ impl PipelineHandle {
         lock(&self.status).config_errors = errors.map(|e| crate::telemetry::secrets::scrub(&e).into_owned());
     }
 
-    pub fn embed_rate(&self) -> f64 {
-        f64::from_bits(self.embed_rate.load(std::sync::atomic::Ordering::Relaxed))
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    pub fn set_embed_rate(&self, per_second: f64) {
-        self.embed_rate
+    pub fn set_rate(&self, per_second: f64) {
+        self.rate
             .store(per_second.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 

@@ -74,7 +74,7 @@ pub async fn sample(plan: &Plan, documents: usize) -> Result<Sample> {
     let result = run_stages(plan, &metrics, batches, &scratch).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let elapsed = result?;
-    Ok(Sample::new(plan, &metrics, rows, bytes, elapsed))
+    Ok(Sample::new(&metrics, rows, bytes, elapsed))
 }
 
 /// Every stage over the whole sample, one after the other; the time they took.
@@ -102,19 +102,10 @@ async fn run_stages(
 }
 
 impl Sample {
-    fn new(
-        plan: &Plan,
-        metrics: &[Arc<StageMetrics>],
-        documents: usize,
-        bytes: u64,
-        elapsed: Duration,
-    ) -> Self {
-        let embeds: Vec<_> = plan
-            .stages
+    fn new(metrics: &[Arc<StageMetrics>], documents: usize, bytes: u64, elapsed: Duration) -> Self {
+        let embeds: Vec<u64> = metrics
             .iter()
-            .zip(metrics)
-            .filter(|(s, _)| s.kind == "embed")
-            .map(|(_, m)| m.embed.tokens.get())
+            .filter_map(|m| m.own().and_then(|o| o.model_tokens()))
             .collect();
         Sample {
             documents: documents as u64,

@@ -351,7 +351,9 @@ impl StageTask {
                     }
                     Some(Message::Barrier(e)) => {
                         stage = self.step(stage, None, epoch).await?;
-                        self.stats().embed.drift.end_epoch();
+                        if let Some(own) = self.stats().own() {
+                            own.end_epoch();
+                        }
                         deadline = None;
                         let _ = self.dlq.send(DlqMsg::Barrier { producer: self.producer, epoch: e }).await;
                         broadcast(&self.outputs, Message::Barrier(e)).await?;

@@ -106,3 +106,91 @@ pub fn sink(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn 
         _ => Lookup::Unknown,
     }
 }
+
+/// The object-event target for `sluice backfill --emit-to SCHEME://...`, by
+/// the URL's scheme (see `sluice_connector_sdk::events`).
+#[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
+pub fn event_target(scheme: &str) -> Lookup<sluice_connector_sdk::events::EventTargetFactory> {
+    match scheme {
+        #[cfg(feature = "kafka")]
+        "kafka" => Lookup::Found(Some(sluice_kafka::event_target)),
+        #[cfg(not(feature = "kafka"))]
+        "kafka" => Lookup::NotBuilt(NotBuilt("kafka")),
+        _ => Lookup::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `dir`.
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The connector crates of the workspace (all but the SDK), as Rust names.
+    fn connector_crates(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(root.join("connectors")).unwrap() {
+            let manifest = std::fs::read_to_string(entry.unwrap().path().join("Cargo.toml")).unwrap();
+            let name = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap()
+                .replace('-', "_");
+            if name != "sluice_connector_sdk" {
+                out.push(name);
+            }
+        }
+        assert!(out.len() >= 5, "{out:?}");
+        out
+    }
+
+    /// The engine knows components only through this registry and their
+    /// capabilities: no file under `src/` but this one names a connector
+    /// crate, and none outside the embed stage's folder names that stage
+    /// (cargo features aside).
+    #[test]
+    fn only_the_registry_names_a_component() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let crates = connector_crates(root);
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        let mut found = Vec::new();
+        for file in files {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel == "src/spec/registry.rs" || rel.starts_with("src/stages/embed/") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let names_crate = crates.iter().any(|c| line.contains(&format!("{c}::")));
+                let names_embed = !line.contains("cfg(feature")
+                    && ["\"embed\"", "embed::", ".embed.", "EmbedConfig", "EmbedMetrics"]
+                        .iter()
+                        .any(|p| line.contains(p));
+                if names_crate || names_embed {
+                    found.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "named outside the registry:\n{}",
+            found.join("\n")
+        );
+    }
+}

@@ -1,6 +1,5 @@
 //! Logging and the counters every task updates.
 
-pub mod drift;
 pub mod metrics;
 pub mod secrets;
 

@@ -129,6 +129,7 @@ sinks:
         "sluice_embed_tokens_total/embed",
         "sluice_embed_embeddings_total/embed",
         "sluice_embed_embeddings_per_second",
+        "sluice_embed_cache_hits_total/embed",
         "sluice_embed_cache_hit_ratio/embed",
         "sluice_embed_truncations_total/embed",
         "sluice_embed_norm_mean/embed",

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice_connector_sdk::events::{EmitOptions, EventTarget};
 use sluice_connector_sdk::{ConnectorError, Result};
 
 use crate::config::client_config;
@@ -53,4 +54,47 @@ pub async fn emit_object_events(
         }
     }
     Ok(urls.len())
+}
+
+/// `kafka://TOPIC` or `kafka://BROKERS/TOPIC`, as an [`EventTarget`].
+pub struct TopicTarget {
+    brokers: String,
+    topic: String,
+    properties: BTreeMap<String, String>,
+}
+
+/// The [`EventTarget`] for `kafka://` (`rest` is what follows the scheme).
+pub fn event_target(rest: &str, options: &EmitOptions) -> Result<Box<dyn EventTarget>> {
+    let (brokers, topic) = match rest.rsplit_once('/') {
+        Some((b, t)) => (b.to_string(), t.to_string()),
+        None => (
+            options.servers.clone().ok_or_else(|| {
+                ConnectorError::user(format!(
+                    "kafka://{rest} names no brokers: use kafka://BROKERS/TOPIC, --brokers or SLUICE_KAFKA_BROKERS"
+                ))
+            })?,
+            rest.to_string(),
+        ),
+    };
+    if topic.is_empty() || brokers.is_empty() {
+        return Err(ConnectorError::user(format!(
+            "kafka://{rest}: expected kafka://TOPIC or kafka://BROKERS/TOPIC"
+        )));
+    }
+    Ok(Box::new(TopicTarget {
+        brokers,
+        topic,
+        properties: options.properties.clone(),
+    }))
+}
+
+#[async_trait::async_trait]
+impl EventTarget for TopicTarget {
+    async fn emit(&self, urls: &[String]) -> Result<usize> {
+        emit_object_events(&self.brokers, &self.topic, urls, &self.properties).await
+    }
+
+    fn describe(&self) -> String {
+        format!("{} on {}", self.topic, self.brokers)
+    }
 }

@@ -22,5 +22,5 @@ mod sink;
 mod source;
 
 pub use config::{KafkaSinkConfig, KafkaSourceConfig, SourceMode};
-pub use emit::emit_object_events;
+pub use emit::{emit_object_events, event_target};
 pub use events::{decode_event, ObjectEvent};

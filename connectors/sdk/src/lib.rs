@@ -18,6 +18,7 @@
 //!   epoch's net effect per document for a change log.
 //! - [`refuse`]: bisecting a write that a store refused for one record's content,
 //!   so only that document becomes a dead letter.
+//! - [`events`]: object events a connector can carry for `sluice backfill --emit-to`.
 //! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
 //!   nearest-neighbour search), so the engine reads every store the same way.
 //! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
@@ -27,6 +28,7 @@ pub mod config;
 pub mod documents;
 pub mod epoch_log;
 pub mod error;
+pub mod events;
 pub mod message;
 pub mod read;
 pub mod refuse;

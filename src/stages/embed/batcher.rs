@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::cache::{self, EmbedCache, Key};
+use super::metrics::EmbedMetrics;
 use super::model::{Model, Tokens};
 use crate::stages::{BufferedTransform, StageOutput};
 use crate::telemetry::metrics::StageMetrics;
@@ -78,6 +79,8 @@ pub struct EmbedBatcher {
     encoder: Box<dyn Encoder>,
     cache: Option<EmbedCache>,
     metrics: Arc<StageMetrics>,
+    /// The stage's own counters, also registered on `metrics`.
+    embed: Arc<EmbedMetrics>,
     queue: VecDeque<Queued>,
     /// Sequence number of `queue[0]`.
     front: u64,
@@ -92,12 +95,14 @@ impl EmbedBatcher {
         encoder: Box<dyn Encoder>,
         cache: Option<EmbedCache>,
         metrics: Arc<StageMetrics>,
+        embed: Arc<EmbedMetrics>,
     ) -> Self {
         EmbedBatcher {
             settings,
             encoder,
             cache,
             metrics,
+            embed,
             queue: VecDeque::new(),
             front: 0,
             pool: Vec::new(),
@@ -130,16 +135,16 @@ impl EmbedBatcher {
             let Some(text) = text else { continue };
             let key = cache::key(text);
             if let Some(v) = self.cache.as_mut().and_then(|c| c.get(&key)) {
-                self.metrics.embed.cache_hits.add(1);
+                self.embed.cache_hits.add(1);
                 vectors[row] = Some(v);
                 continue;
             }
             missing += 1;
             if let Some(&i) = self.waiting.get(&key) {
-                self.metrics.embed.cache_hits.add(1);
+                self.embed.cache_hits.add(1);
                 self.pool[i].rows.push((seq, row));
             } else if let Some(&i) = new_index.get(&key) {
-                self.metrics.embed.cache_hits.add(1);
+                self.embed.cache_hits.add(1);
                 new_rows[i].push((seq, row));
             } else {
                 new_index.insert(key, new_texts.len());
@@ -151,7 +156,7 @@ impl EmbedBatcher {
         let tokens = self.encoder.tokenize(&strs).map_err(|e| self.fail(e))?;
         for (((key, _), tokens), rows) in new_texts.iter().zip(tokens).zip(new_rows) {
             if tokens.truncated {
-                self.metrics.embed.truncated.add(1);
+                self.embed.truncated.add(1);
             }
             self.waiting.insert(*key, self.pool.len());
             self.pool.push(Job {
@@ -184,7 +189,7 @@ impl EmbedBatcher {
             let rows: Vec<&Tokens> = group.iter().map(|j| &j.tokens).collect();
             let started = Instant::now();
             let vectors = self.encoder.embed(&rows).map_err(|e| self.fail(e))?;
-            let m = &self.metrics.embed;
+            let m = &self.embed;
             m.busy_us.add(started.elapsed().as_micros() as u64);
             m.inferences.add(1);
             m.computed.add(group.len() as u64);
@@ -236,8 +241,7 @@ impl EmbedBatcher {
                 None => values.extend(std::iter::repeat_n(0.0, dim)),
             }
         }
-        self.metrics
-            .embed
+        self.embed
             .drift
             .observe(&values, dim, q.vectors.iter().map(Option::is_some));
         let nulls = NullBuffer::from(q.vectors.iter().map(Option::is_some).collect::<Vec<_>>());

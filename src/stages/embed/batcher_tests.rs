@@ -59,7 +59,7 @@ fn batch(texts: &[Option<&str>]) -> RecordBatch {
     RecordBatch::try_new(schema(), vec![Arc::new(StringArray::from(texts.to_vec()))]).unwrap()
 }
 
-fn batcher(batch_size: usize, cache: Option<EmbedCache>) -> (EmbedBatcher, Calls, Arc<StageMetrics>) {
+fn batcher(batch_size: usize, cache: Option<EmbedCache>) -> (EmbedBatcher, Calls, Arc<EmbedMetrics>) {
     windowed(batch_size, 1, cache)
 }
 
@@ -67,10 +67,10 @@ fn windowed(
     batch_size: usize,
     sort_window: usize,
     cache: Option<EmbedCache>,
-) -> (EmbedBatcher, Calls, Arc<StageMetrics>) {
+) -> (EmbedBatcher, Calls, Arc<EmbedMetrics>) {
     let encoder = WordCounter::default();
     let calls = encoder.calls.clone();
-    let metrics = Arc::new(StageMetrics::default());
+    let metrics = Arc::new(EmbedMetrics::default());
     let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("embedding", embedding_type(2), true));
     let settings = Settings {
@@ -81,7 +81,13 @@ fn windowed(
         output: Arc::new(Schema::new(fields)),
     };
     (
-        EmbedBatcher::new(settings, Box::new(encoder), cache, metrics.clone()),
+        EmbedBatcher::new(
+            settings,
+            Box::new(encoder),
+            cache,
+            Arc::new(StageMetrics::default()),
+            metrics.clone(),
+        ),
         calls,
         metrics,
     )
@@ -146,9 +152,9 @@ fn micro_batches_are_sorted_by_length_and_padded_only_to_their_longest() {
     outs.extend(b.flush().unwrap());
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls, vec![vec![1, 3, 9], vec![18, 29, 52]]);
-    assert_eq!(metrics.embed.padded_tokens.get(), 3 * 9 + 3 * 52);
-    assert_eq!(metrics.embed.tokens.get(), 1 + 3 + 9 + 18 + 29 + 52);
-    assert_eq!(metrics.embed.truncated.get(), 1);
+    assert_eq!(metrics.padded_tokens.get(), 3 * 9 + 3 * 52);
+    assert_eq!(metrics.tokens.get(), 1 + 3 + 9 + 18 + 29 + 52);
+    assert_eq!(metrics.truncated.get(), 1);
     assert_eq!(rows(&outs).len(), 6);
 }
 
@@ -179,10 +185,7 @@ fn nulls_get_no_vector_and_duplicates_run_once() {
     assert_eq!(r[1], (None, None));
     assert_eq!(r[0].1, r[2].1);
     assert_eq!(calls.lock().unwrap().concat().len(), 1);
-    assert_eq!(
-        (metrics.embed.computed.get(), metrics.embed.cache_hits.get()),
-        (1, 1)
-    );
+    assert_eq!((metrics.computed.get(), metrics.cache_hits.get()), (1, 1));
 }
 
 #[test]
@@ -198,7 +201,7 @@ fn a_cached_text_is_not_run_again() {
         .unwrap();
     outs.extend(b.flush().unwrap());
     assert_eq!(calls.lock().unwrap().concat(), vec![5], "only `gamma` is new");
-    assert_eq!(metrics.embed.cache_hits.get(), 2);
+    assert_eq!(metrics.cache_hits.get(), 2);
     assert_eq!(rows(&outs)[2].1, Some(fake("alpha")), "from the cache");
 }
 

@@ -21,6 +21,8 @@
 
 pub mod batcher;
 pub mod cache;
+pub mod drift;
+pub mod metrics;
 pub mod model;
 
 use std::path::PathBuf;
@@ -262,6 +264,9 @@ impl StageConfig for EmbedConfig {
         } else {
             None
         };
+        let embed_metrics = Arc::new(metrics::EmbedMetrics::default());
+        let own: Arc<dyn crate::telemetry::metrics::OwnMetrics> = embed_metrics.clone();
+        let _ = ctx.metrics.own.set(own);
         Ok(StageRunner::Buffered(Box::new(batcher::EmbedBatcher::new(
             batcher::Settings {
                 sort_window: batcher::SORT_WINDOW,
@@ -273,6 +278,7 @@ impl StageConfig for EmbedConfig {
             Box::new(model),
             cache,
             ctx.metrics.clone(),
+            embed_metrics,
         ))))
     }
 }
