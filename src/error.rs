@@ -19,9 +19,16 @@ pub enum Error {
     /// A stage failed on a whole batch (not one document: those go to the DLQ).
     #[error("stage `{stage}`: {message}")]
     Stage { stage: String, message: String },
-    /// A query was refused or failed.
+    /// A query was refused or failed for what it asks (exit 2).
     #[error("{0}")]
     Sql(String),
+    /// A query could not read its data: a store or the disk failed, not the
+    /// query (exit 1). The cause is kept.
+    #[error("the query could not read its data: {source}")]
+    Query {
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
     /// The command line asks for something sluice will not do.
     #[error("{0}")]
     Usage(String),
@@ -92,7 +99,30 @@ impl Error {
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
+    /// By variant, not by message: what the query asks for (its SQL, its
+    /// plan, its types, a limit it ran into) is the user's to fix; a store,
+    /// a file or the disk failing under it is not.
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        Error::Sql(e.to_string())
+        if query_failed_by_itself(&e) {
+            Error::Sql(e.to_string())
+        } else {
+            Error::Query { source: e }
+        }
+    }
+}
+
+fn query_failed_by_itself(e: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError as D;
+    match e.find_root() {
+        D::IoError(_) | D::ObjectStore(_) | D::ParquetError(_) | D::Internal(_) | D::ExecutionJoin(_) => {
+            false
+        }
+        D::ArrowError(a, _) => !matches!(a.as_ref(), arrow::error::ArrowError::IoError(..)),
+        // A sink's store, read through its SinkTable: its own kind says.
+        D::External(inner) => match inner.downcast_ref::<ConnectorError>() {
+            Some(c) => matches!(c.kind, ErrorKind::User | ErrorKind::Data),
+            None => false,
+        },
+        _ => true,
     }
 }

@@ -1,5 +1,6 @@
 //! The explicit list of every source, stage and sink type a pipeline can name.
-//! Adding a connector means adding one line here (behind its cargo feature).
+//! Adding a component means adding one line here (with its cargo feature):
+//! the `registry!` macro makes the lookup and the list of names from it.
 
 use sluice_connector_sdk::{SinkConfig, SourceConfig};
 
@@ -16,14 +17,68 @@ pub enum Lookup<T> {
     Unknown,
 }
 
-/// Every source type, built in or not.
-pub const SOURCE_TYPES: &[&str] = &["files", "kafka"];
-/// Every stage type.
-pub const STAGE_TYPES: &[&str] = &["parse", "chunk", "embed", "sql"];
-/// Every sink type, built in or not.
-pub const SINK_TYPES: &[&str] = &["parquet", "pgvector", "lancedb", "feature_store", "kafka"];
+/// One lookup function and the list of its type names, from one line per
+/// component: `"name" => path::ToConfig, feature "cargo-feature";` (or no
+/// feature for a built-in). A component whose feature is off is still known,
+/// so the error can say which feature to build with.
+macro_rules! registry {
+    (
+        $(#[$doc:meta])* $types:ident, $lookup:ident, $trait:path, $boxed:ident {
+            $( $name:literal => $config:path $(, feature $feature:literal)? ; )*
+        }
+    ) => {
+        $(#[$doc])*
+        pub const $types: &[&str] = &[$($name),*];
 
-#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+        #[allow(unused_variables, unreachable_code)]
+        pub fn $lookup(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn $trait>> {
+            match kind {
+                $(
+                    $name => {
+                        $(
+                            #[cfg(not(feature = $feature))]
+                            return Lookup::NotBuilt(NotBuilt($feature));
+                            #[cfg(feature = $feature)]
+                        )?
+                        return Lookup::Found($boxed::<$config>(node, issues));
+                    }
+                )*
+                _ => Lookup::Unknown,
+            }
+        }
+    };
+}
+
+registry! {
+    /// Every source type, built in or not.
+    SOURCE_TYPES, source, SourceConfig, boxed_source {
+        "files" => sluice_object_store::FilesSourceConfig, feature "object-store";
+        "kafka" => sluice_kafka::KafkaSourceConfig, feature "kafka";
+    }
+}
+
+registry! {
+    /// Every stage type, built in or not.
+    STAGE_TYPES, stage, StageConfig, boxed_stage {
+        "parse" => ParseConfig;
+        "chunk" => ChunkConfig;
+        "embed" => crate::stages::embed::EmbedConfig, feature "embed";
+        "sql" => SqlConfig;
+    }
+}
+
+registry! {
+    /// Every sink type, built in or not.
+    SINK_TYPES, sink, SinkConfig, boxed_sink {
+        "parquet" => sluice_object_store::ParquetSinkConfig, feature "object-store";
+        "pgvector" => sluice_pgvector::PgVectorSinkConfig, feature "pgvector";
+        "lancedb" => sluice_lancedb::LanceDbSinkConfig, feature "lancedb";
+        "feature_store" => sluice_feature_store::FeatureStoreSinkConfig, feature "feature-store";
+        "kafka" => sluice_kafka::KafkaSinkConfig, feature "kafka";
+    }
+}
+
+#[allow(dead_code)]
 fn boxed_source<T: SourceConfig + serde::de::DeserializeOwned + 'static>(
     node: &Node,
     issues: &mut Vec<Issue>,
@@ -33,7 +88,7 @@ fn boxed_source<T: SourceConfig + serde::de::DeserializeOwned + 'static>(
     decode_partial::<T>(node, issues).map(|c| Box::new(c.value) as Box<dyn SourceConfig>)
 }
 
-#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+#[allow(dead_code)]
 fn boxed_sink<T: SinkConfig + serde::de::DeserializeOwned + 'static>(
     node: &Node,
     issues: &mut Vec<Issue>,
@@ -46,65 +101,6 @@ fn boxed_stage<T: StageConfig + serde::de::DeserializeOwned + 'static>(
     issues: &mut Vec<Issue>,
 ) -> Option<Box<dyn StageConfig>> {
     decode::<T>(node, issues).map(|c| Box::new(c) as Box<dyn StageConfig>)
-}
-
-#[cfg_attr(not(feature = "object-store"), allow(unused_variables))]
-pub fn source(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn SourceConfig>> {
-    match kind {
-        #[cfg(feature = "object-store")]
-        "files" => Lookup::Found(boxed_source::<sluice_object_store::FilesSourceConfig>(
-            node, issues,
-        )),
-        #[cfg(not(feature = "object-store"))]
-        "files" => Lookup::NotBuilt(NotBuilt("object-store")),
-        #[cfg(feature = "kafka")]
-        "kafka" => Lookup::Found(boxed_source::<sluice_kafka::KafkaSourceConfig>(node, issues)),
-        #[cfg(not(feature = "kafka"))]
-        "kafka" => Lookup::NotBuilt(NotBuilt("kafka")),
-        _ => Lookup::Unknown,
-    }
-}
-
-pub fn stage(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn StageConfig>> {
-    match kind {
-        "parse" => Lookup::Found(boxed_stage::<ParseConfig>(node, issues)),
-        "chunk" => Lookup::Found(boxed_stage::<ChunkConfig>(node, issues)),
-        "sql" => Lookup::Found(boxed_stage::<SqlConfig>(node, issues)),
-        #[cfg(feature = "embed")]
-        "embed" => Lookup::Found(boxed_stage::<crate::stages::embed::EmbedConfig>(node, issues)),
-        #[cfg(not(feature = "embed"))]
-        "embed" => Lookup::NotBuilt(NotBuilt("embed")),
-        _ => Lookup::Unknown,
-    }
-}
-
-#[cfg_attr(not(feature = "object-store"), allow(unused_variables))]
-pub fn sink(kind: &str, node: &Node, issues: &mut Vec<Issue>) -> Lookup<Box<dyn SinkConfig>> {
-    match kind {
-        #[cfg(feature = "object-store")]
-        "parquet" => Lookup::Found(boxed_sink::<sluice_object_store::ParquetSinkConfig>(node, issues)),
-        #[cfg(not(feature = "object-store"))]
-        "parquet" => Lookup::NotBuilt(NotBuilt("object-store")),
-        #[cfg(feature = "pgvector")]
-        "pgvector" => Lookup::Found(boxed_sink::<sluice_pgvector::PgVectorSinkConfig>(node, issues)),
-        #[cfg(not(feature = "pgvector"))]
-        "pgvector" => Lookup::NotBuilt(NotBuilt("pgvector")),
-        #[cfg(feature = "lancedb")]
-        "lancedb" => Lookup::Found(boxed_sink::<sluice_lancedb::LanceDbSinkConfig>(node, issues)),
-        #[cfg(not(feature = "lancedb"))]
-        "lancedb" => Lookup::NotBuilt(NotBuilt("lancedb")),
-        #[cfg(feature = "feature-store")]
-        "feature_store" => Lookup::Found(boxed_sink::<sluice_feature_store::FeatureStoreSinkConfig>(
-            node, issues,
-        )),
-        #[cfg(not(feature = "feature-store"))]
-        "feature_store" => Lookup::NotBuilt(NotBuilt("feature-store")),
-        #[cfg(feature = "kafka")]
-        "kafka" => Lookup::Found(boxed_sink::<sluice_kafka::KafkaSinkConfig>(node, issues)),
-        #[cfg(not(feature = "kafka"))]
-        "kafka" => Lookup::NotBuilt(NotBuilt("kafka")),
-        _ => Lookup::Unknown,
-    }
 }
 
 /// The object-event target for `sluice backfill --emit-to SCHEME://...`, by

@@ -86,3 +86,25 @@ fn explain_is_allowed_and_writes_are_not() {
         "at most 10000 rows",
     );
 }
+
+/// A store that fails under a query is not the query's fault: exit 1 with the
+/// store's own words, not "invalid query" and exit 2. It used to be a string
+/// classed as a bad query whatever the cause.
+#[test]
+fn a_store_failing_under_a_query_is_exit_1_with_its_cause() {
+    let ws = Workspace::new();
+    ws.write("data/a.txt", "alpha");
+    ws.write(
+        "p.yaml",
+        "name: gone\nsource: {type: files, path: ./data}\nstages:\n  - {name: parse, type: parse}\n  - {name: chunks, type: chunk}\n  - {name: v, type: sql, query: \"SELECT *, arrow_cast(make_array(1.0, 2.0), 'FixedSizeList(2, Float32)') AS embedding FROM input\"}\nsinks:\n  - {name: pg, type: pgvector, url: \"postgresql://sluice@127.0.0.1:1/nowhere\", table: chunks}\n",
+    );
+    let out = ws.sluice(&["sql", "--pipeline", "p.yaml", "SELECT count(*) FROM pg"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("PostgreSQL at postgresql://sluice@127.0.0.1:1/nowhere"),
+        "{stderr}"
+    );
+    // The same pipeline with a bad query is still the user's: exit 2.
+    refused(&ws, &["SELECT nope FROM pg"], "nope");
+}
