@@ -13,8 +13,8 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use sluice_connector_sdk::documents::{self, DocumentRow};
+use sluice_connector_sdk::location::{resolve_with, StoreOptions};
 use sluice_connector_sdk::{ConnectorError, DeadLetter, Epoch, Result, Source, SourceContext};
-use sluice_object_store::location::{resolve_with, StoreOptions};
 
 use crate::config::{KafkaSourceConfig, SourceMode};
 use crate::events::{decode_event, ObjectEvent};
@@ -351,7 +351,7 @@ impl KafkaSource {
             rows.push(DocumentRow {
                 content_type: Some(
                     header_type
-                        .unwrap_or_else(|| sluice_object_store::files::content_type(&doc_id, head).into()),
+                        .unwrap_or_else(|| sluice_connector_sdk::detect::content_type(&doc_id, head).into()),
                 ),
                 metadata: Some(metadata(m, serde_json::Map::new())),
                 modified_at: m.timestamp_us,
@@ -452,7 +452,7 @@ impl KafkaSource {
                     }
                     rows.push(DocumentRow {
                         content_type: Some(
-                            sluice_object_store::files::content_type(
+                            sluice_connector_sdk::detect::content_type(
                                 &url,
                                 &content[..content.len().min(512)],
                             )

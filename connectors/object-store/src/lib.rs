@@ -5,11 +5,11 @@
 //!   checkpoint, and emits new and changed objects as `upsert` rows and vanished ones
 //!   as `delete` rows. `watch: true` lists again every `poll_interval`.
 //! - [`parquet`]: the `parquet` sink, a change log with one file per epoch.
-//! - [`location`]: turns a local path or a URL (`file://`, `s3://`, `gs://`,
+//! - [`location`] (from the SDK): turns a local path or a URL (`file://`, `s3://`, `gs://`,
 //!   `az://`) into an object store and a prefix.
 
 pub mod files;
-pub mod location;
+pub use sluice_connector_sdk::location;
 pub mod parquet;
 
 pub use files::FilesSourceConfig;

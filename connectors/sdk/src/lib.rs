@@ -19,16 +19,21 @@
 //! - [`refuse`]: bisecting a write that a store refused for one record's content,
 //!   so only that document becomes a dead letter.
 //! - [`events`]: object events a connector can carry for `sluice backfill --emit-to`.
+//! - [`location`]: a local path or a URL (`file://`, `s3://`, `gs://`, `az://`)
+//!   as an object store and a prefix; [`detect`]: a document's content type.
 //! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
 //!   nearest-neighbour search), so the engine reads every store the same way.
-//! - [`testkit`]: checks every sink must pass (replay is idempotent, rollback works).
+//! - `testkit` (cargo feature `testkit`, for connectors' tests): checks every
+//!   sink must pass (replay is idempotent, rollback works).
 
 pub mod backfill;
 pub mod config;
+pub mod detect;
 pub mod documents;
 pub mod epoch_log;
 pub mod error;
 pub mod events;
+pub mod location;
 pub mod message;
 pub mod read;
 pub mod refuse;
@@ -36,6 +41,7 @@ pub mod replace;
 pub mod retry;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod units;
 

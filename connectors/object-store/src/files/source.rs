@@ -12,10 +12,10 @@ use sluice_connector_sdk::{
 };
 
 use super::config::FilesSourceConfig;
-use super::detect::content_type;
 use super::manifest::Manifest;
 use super::walk::{walk, Refused};
 use crate::location::Location;
+use sluice_connector_sdk::detect::content_type;
 
 enum Pending {
     Upsert(ObjectMeta),

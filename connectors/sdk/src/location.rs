@@ -11,10 +11,10 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{ConnectorError, Result};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, RetryConfig};
-use sluice_connector_sdk::{ConnectorError, Result};
 use url::Url;
 
 /// Where a connector reads or writes.
