@@ -94,8 +94,7 @@ fn context(name: &str, dir: &std::path::Path) -> SinkContext {
         name: name.into(),
         base_dir: dir.to_path_buf(),
         state_dir: dir.join(".sluice"),
-        shared: false,
-        backfill: false,
+        role: Default::default(),
         dead_letters: Default::default(),
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
-use sluice_connector_sdk::{SinkConfig, SinkContext, SourceConfig, SourceContext};
+use sluice_connector_sdk::{SinkConfig, SinkContext, SinkRole, SourceConfig, SourceContext};
 
 use crate::stages::StageConfig;
 
@@ -104,8 +104,13 @@ impl Plan {
             name: sink.name.clone(),
             base_dir: self.base_dir.clone(),
             state_dir: self.state_dir.clone(),
-            shared: self.source.config.shares_sinks() || self.backfill,
-            backfill: self.backfill,
+            role: if self.backfill {
+                SinkRole::Backfill
+            } else if self.source.config.shares_sinks() {
+                SinkRole::SharedGroup
+            } else {
+                SinkRole::Stream
+            },
             dead_letters: Default::default(),
         }
     }
@@ -129,7 +134,7 @@ impl Plan {
 
     /// The same pipeline as a backfill: the source bounded and narrowed by
     /// `options`, the state (checkpoint, taps, dead letters) in
-    /// `state_dir/backfill/`, and the sinks told ([`SinkContext::backfill`]), so a
+    /// `state_dir/backfill/`, and the sinks told ([`SinkRole::Backfill`]), so a
     /// streaming run of the same file and this one never disturb each other.
     pub fn for_backfill(mut self, options: &sluice_connector_sdk::BackfillOptions) -> crate::Result<Self> {
         self.source.config = self.source.config.backfill(options).map_err(|e| {

@@ -66,8 +66,7 @@ fn named_ctx(dir: &std::path::Path, pipeline: &str) -> SinkContext {
         name: "sink".into(),
         base_dir: dir.to_path_buf(),
         state_dir: dir.join(".sluice"),
-        shared: false,
-        backfill: false,
+        role: Default::default(),
         dead_letters: Default::default(),
     }
 }

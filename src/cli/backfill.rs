@@ -3,11 +3,11 @@
 //! The source is narrowed by the options and made bounded; the run keeps its
 //! own checkpoint in `<state>/backfill/`, so a killed backfill resumes where it
 //! stopped and never touches the streaming run's checkpoint. Sinks know they
-//! are written by a backfill ([`SinkContext::backfill`]): folder sinks name their
+//! are written by a backfill ([`SinkRole::Backfill`]): folder sinks name their
 //! epoch files apart, and database sinks neither roll back by epoch number nor
 //! mark rows with an epoch the stream could roll back.
 //!
-//! [`SinkContext::backfill`]: sluice_connector_sdk::SinkContext::backfill
+//! [`SinkRole::Backfill`]: sluice_connector_sdk::SinkRole::Backfill
 
 use std::path::Path;
 use std::time::Instant;

@@ -231,7 +231,9 @@ impl FeatureStoreSink {
 /// shared or backfill writer, whose replay alone is exact (see [`SinkContext`]).
 fn undo_key(config: &FeatureStoreSinkConfig, ctx: &SinkContext) -> Option<String> {
     let online = config.online.as_ref()?;
-    (!ctx.shared).then(|| format!("__sluice:undo:{}:{}:{}", online.prefix, ctx.writer(), ctx.name))
+    ctx.role
+        .rolls_back()
+        .then(|| format!("__sluice:undo:{}:{}:{}", online.prefix, ctx.writer(), ctx.name))
 }
 
 fn is_delete(batch: &RecordBatch) -> Vec<bool> {

@@ -137,11 +137,6 @@ impl LanceDbSink {
         }
     }
 
-    /// Written by other processes too: no rollback by epoch number.
-    fn shared(&self) -> bool {
-        self.ctx.shared || self.ctx.backfill
-    }
-
     async fn connect(&self) -> Result<Connection> {
         if !self.uri.contains("://") {
             std::fs::create_dir_all(&self.uri)
@@ -165,7 +160,7 @@ impl LanceDbSink {
             .iter()
             .map(|f| {
                 if f.name() == EPOCH {
-                    let epoch = if self.ctx.backfill { 0 } else { epoch as i64 };
+                    let epoch = self.ctx.role.row_epoch(epoch);
                     Ok(Arc::new(Int64Array::from(vec![epoch; batch.num_rows()])) as ArrayRef)
                 } else if f.name() == WRITER {
                     let writer = StringArray::from(vec![self.writer.as_str(); batch.num_rows()]);
@@ -269,7 +264,7 @@ impl LanceDbSink {
         // ours. Otherwise only this writer's rows (and rows from before rows
         // said who wrote them): another pipeline sharing the table keeps its
         // epochs.
-        if !self.shared() {
+        if self.ctx.role.rolls_back() {
             let writer = self.writer.replace('\'', "''");
             table
                 .delete(&format!(

@@ -200,12 +200,12 @@ impl SinkConfig for PgVectorSinkConfig {
                     .join("; "),
             )
         })?;
-        Ok(Box::new(
-            PgVectorSink::new(self.clone(), columns, ctx.name.clone(), self.tls_connector(ctx)?)
-                .with_shared(ctx.shared)
-                .with_backfill(ctx.backfill)
-                .with_context(ctx),
-        ))
+        Ok(Box::new(PgVectorSink::new(
+            self.clone(),
+            columns,
+            ctx,
+            self.tls_connector(ctx)?,
+        )))
     }
 
     fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
@@ -225,7 +225,7 @@ impl SinkConfig for PgVectorSinkConfig {
     ) -> Option<futures::future::BoxFuture<'static, Result<String>>> {
         let sink = self
             .tls_connector(ctx)
-            .map(|tls| PgVectorSink::new(self.clone(), Vec::new(), ctx.name.clone(), tls));
+            .map(|tls| PgVectorSink::new(self.clone(), Vec::new(), ctx, tls));
         Some(Box::pin(async move { sink?.rebuild_index().await }))
     }
 }

@@ -23,19 +23,15 @@ use crate::config::{redact, IndexType, PgVectorSinkConfig};
 pub struct PgVectorSink {
     config: PgVectorSinkConfig,
     columns: Vec<Column>,
-    name: String,
     client: Option<Client>,
     /// The `vector` type's OID, looked up once connected.
     vector_type: Option<Type>,
     pending: Vec<RecordBatch>,
     /// Set with `tls: require`.
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
-    /// Written by other processes too: no rollback by epoch number.
-    shared: bool,
-    /// Written by a backfill: rows carry epoch 0.
-    backfill: bool,
-    /// Where refused documents go.
-    ctx: Option<SinkContext>,
+    /// Who runs this sink: its name, where refused documents go, and its
+    /// role (whether it rolls back by epoch number, which epoch rows carry).
+    ctx: SinkContext,
     /// Stamped on every row (`sluice_writer`); rollbacks touch only its rows.
     writer: String,
 }
@@ -85,43 +81,19 @@ impl PgVectorSink {
     pub fn new(
         config: PgVectorSinkConfig,
         columns: Vec<Column>,
-        name: String,
+        ctx: &SinkContext,
         tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     ) -> Self {
         PgVectorSink {
             config,
             columns,
-            name,
             client: None,
             vector_type: None,
             pending: Vec::new(),
             tls,
-            shared: false,
-            backfill: false,
-            ctx: None,
-            writer: String::new(),
+            writer: ctx.writer(),
+            ctx: ctx.clone(),
         }
-    }
-
-    /// Documents the database refuses for their content become dead letters
-    /// through `ctx` (without it, such a refusal stops the run).
-    pub fn with_context(mut self, ctx: &SinkContext) -> Self {
-        self.writer = ctx.writer();
-        self.ctx = Some(ctx.clone());
-        self
-    }
-
-    /// See `SinkContext::backfill`: no rollback, and rows stamped epoch 0.
-    pub fn with_backfill(mut self, backfill: bool) -> Self {
-        self.backfill = backfill;
-        self.shared |= backfill;
-        self
-    }
-
-    /// See `SinkContext::shared`.
-    pub fn with_shared(mut self, shared: bool) -> Self {
-        self.shared |= shared;
-        self
     }
 
     fn server(&self) -> String {
@@ -227,7 +199,7 @@ impl PgVectorSink {
         let table = self.config.table.clone();
         let embedding = self.config.embedding_column.clone();
         let server = self.server();
-        let shared = self.shared;
+        let rolls_back = self.ctx.role.rolls_back();
         let writer = self.writer.clone();
         let client = self.client().await?;
         // Check the dimension before creating anything.
@@ -276,7 +248,7 @@ impl PgVectorSink {
             })
             .map_err(|e| pg_err(&server, "looking up the vector type", e))?;
         // Shared with other processes: their epochs are numbered apart from ours.
-        let rolled = if shared {
+        let rolled = if !rolls_back {
             0
         } else {
             // Only this writer's rows (and rows from before rows said who wrote
@@ -290,7 +262,7 @@ impl PgVectorSink {
                 .map_err(|e| pg_err(&server, "rolling back uncommitted epochs", e))?
         };
         if rolled > 0 {
-            tracing::info!(sink = %self.name, rows = rolled, "rolled back rows of epochs after {committed}");
+            tracing::info!(sink = %self.ctx.name, rows = rolled, "rolled back rows of epochs after {committed}");
         }
         self.vector_type = Some(vector);
         Ok(())
@@ -313,10 +285,7 @@ impl PgVectorSink {
             }
         }
         if !bisect.refused().is_empty() {
-            let Some(ctx) = &self.ctx else {
-                let (doc, why) = &bisect.refused()[0];
-                return Err(ConnectorError::user(format!("document {doc} refused: {why}")));
-            };
+            let ctx = &self.ctx;
             let versions = versions(&rows.batches, &self.config.doc_column);
             for (doc, why) in bisect.refused() {
                 let version = versions.get(doc).cloned().unwrap_or_default();
@@ -369,7 +338,7 @@ impl PgVectorSink {
             .map_err(|e| pg_err(&server, "COPY", e))?;
         let writer = BinaryCopyInWriter::new(copy, &types);
         futures::pin_mut!(writer);
-        let epoch_value = if self.backfill { 0 } else { epoch as i64 };
+        let epoch_value = self.ctx.role.row_epoch(epoch);
         for batch in batches {
             for row in 0..batch.num_rows() {
                 let values: Vec<columns::Value> = columns
@@ -427,7 +396,7 @@ impl Sink for PgVectorSink {
                 Err(e) => {
                     self.client = None;
                     retry
-                        .wait(e, &self.name, &format!("PostgreSQL at {}", self.server()))
+                        .wait(e, &self.ctx.name, &format!("PostgreSQL at {}", self.server()))
                         .await?;
                 }
             }
@@ -454,7 +423,7 @@ impl Sink for PgVectorSink {
                 Err(e) => {
                     self.client = None;
                     retry
-                        .wait(e, &self.name, &format!("PostgreSQL at {}", self.server()))
+                        .wait(e, &self.ctx.name, &format!("PostgreSQL at {}", self.server()))
                         .await?;
                 }
             }

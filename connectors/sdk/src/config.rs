@@ -70,7 +70,7 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
 
     /// Other processes may run this source into the same sinks at the same time
     /// (a Kafka consumer group). Epoch numbers are per process, so shared sinks
-    /// must then not roll back by epoch number; see [`crate::SinkContext::shared`].
+    /// must then not roll back by epoch number; see [`crate::SinkRole::SharedGroup`].
     fn shares_sinks(&self) -> bool {
         false
     }

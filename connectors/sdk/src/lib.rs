@@ -49,6 +49,6 @@ pub use backfill::{BackfillOptions, ListedObject};
 pub use config::{ConfigIssue, InspectTable, Metric, PlanContext, SinkConfig, SourceConfig};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use message::{Epoch, Message};
-pub use sink::{Sink, SinkContext};
+pub use sink::{Sink, SinkContext, SinkRole};
 pub use source::{DeadLetter, Source, SourceContext, SourceProgress};
 pub use units::{ByteSize, HumanDuration};

@@ -17,22 +17,49 @@ pub struct SinkContext {
     pub base_dir: PathBuf,
     /// The pipeline's state folder.
     pub state_dir: PathBuf,
-    /// Other processes write to this sink too (the source is a consumer group).
-    /// A sink on a shared server (pgvector, LanceDB) then skips its rollback by
-    /// epoch number, which would delete the others' rows: the source replays each
-    /// partition in order from its committed offset, so the replay alone brings
-    /// every document to the same state. Folder sinks stay per process.
-    pub shared: bool,
-    /// Written by `sluice backfill`, maybe while a streaming run of the same
-    /// pipeline writes too, each with its own epoch numbers. Folder sinks name
-    /// their epoch files with [`SinkContext::epoch_stem`] and roll back only
-    /// their own; database sinks skip their rollback by epoch number (as when
-    /// `shared`) and stamp the rows with epoch 0, which no rollback removes.
-    pub backfill: bool,
+    /// Who else writes what this sink writes, which decides its rollback.
+    pub role: SinkRole,
     /// Documents this sink's store refused for their content (see
     /// [`crate::refuse`]). The engine drains it after each `commit` and files
     /// the letters under that epoch; the other documents' rows are committed.
     pub dead_letters: Arc<Mutex<Vec<DeadLetter>>>,
+}
+
+/// The part a sink's writer plays, which decides how it rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SinkRole {
+    /// The pipeline's own run: on open, it rolls back its epochs after the
+    /// checkpoint.
+    #[default]
+    Stream,
+    /// `sluice backfill`, maybe while a streaming run of the same pipeline
+    /// writes too, each with its own epoch numbers. Folder sinks name their
+    /// epoch files apart ([`SinkContext::epoch_stem`]) and roll back only
+    /// their own; database sinks skip their rollback by epoch number and stamp
+    /// the rows with epoch 0, which no rollback removes.
+    Backfill,
+    /// One of several processes of a consumer group writing the same sinks.
+    /// Database sinks skip their rollback by epoch number, which would delete
+    /// the others' rows: the source replays each partition in order from its
+    /// committed offset, so the replay alone brings every document to the
+    /// same state. Folder sinks stay per process.
+    SharedGroup,
+}
+
+impl SinkRole {
+    /// Whether a sink on a shared server rolls back by epoch number on open
+    /// (and keeps undo state for it).
+    pub fn rolls_back(self) -> bool {
+        self == SinkRole::Stream
+    }
+
+    /// The epoch to stamp on rows of `epoch`: 0 for a backfill.
+    pub fn row_epoch(self, epoch: crate::Epoch) -> i64 {
+        match self {
+            SinkRole::Backfill => 0,
+            _ => epoch as i64,
+        }
+    }
 }
 
 impl SinkContext {
@@ -82,7 +109,11 @@ impl SinkContext {
     /// `backfill-epoch-...` for a backfill. Two pipelines writing one folder
     /// neither overwrite nor roll back each other's files.
     pub fn epoch_stem(&self) -> String {
-        let kind = if self.backfill { "backfill-epoch" } else { "epoch" };
+        let kind = if self.role == SinkRole::Backfill {
+            "backfill-epoch"
+        } else {
+            "epoch"
+        };
         format!("{kind}-{}-{}", self.pipeline, self.state_hash())
     }
 }

@@ -44,8 +44,7 @@ async fn parquet_sink_passes_the_checkpoint_contract() {
         name: "chunks".into(),
         base_dir: dir.path().to_path_buf(),
         state_dir: dir.path().join(".sluice"),
-        shared: false,
-        backfill: false,
+        role: Default::default(),
         dead_letters: Default::default(),
     };
     let schema = rows(&[]).schema();
