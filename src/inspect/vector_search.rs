@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Expr;
 
 use sluice_connector_sdk::read::SinkTable;
@@ -70,22 +71,27 @@ impl TableFunctionImpl for VectorSearch {
         let Some(embedder) = self.embedder.clone() else {
             return plan_err!("this pipeline has no embed stage to embed the query with");
         };
-        let vector = embedder.embed_query(&text).map_err(|e| {
-            datafusion::error::DataFusionError::Execution(format!("embedding the query: {e}"))
-        })?;
-        // A table function is planned synchronously: run the search on its own runtime.
+        let vector = embedder
+            .embed_query(&text)
+            .map_err(|e| DataFusionError::Execution(format!("embedding the query: {e}")))?;
+        // A table function is planned synchronously: run the search on its own
+        // runtime. The store's error stays an error (External), so `sluice sql`
+        // tells a store that failed from a bad query.
+        let external = |e: Box<dyn std::error::Error + Send + Sync>| {
+            DataFusionError::External(e).context("vector search")
+        };
         let batches = std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .build()?;
+                    .build()
+                    .map_err(|e| external(Box::new(e)))?;
                 rt.block_on(table.nearest(vector, k))
-                    .map_err(std::io::Error::other)
+                    .map_err(|e| external(Box::new(e)))
             })
             .join()
-            .map_err(|_| std::io::Error::other("vector search thread panicked"))?
-        })
-        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("vector search: {e}")))?;
+            .map_err(|_| DataFusionError::Internal("the vector search thread panicked".into()))?
+        })?;
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             return plan_err!("`{sink}` is empty");
         };

@@ -107,4 +107,24 @@ fn a_store_failing_under_a_query_is_exit_1_with_its_cause() {
     );
     // The same pipeline with a bad query is still the user's: exit 2.
     refused(&ws, &["SELECT nope FROM pg"], "nope");
+
+    // vector_search on the same store: embedded with a real model, then the
+    // store fails under the search. Also exit 1, with the cause.
+    let model = crate::util::repo_root().join("models/all-minilm-l6-v2");
+    ws.write(
+        "search.yaml",
+        format!(
+            "name: gone\nsource: {{type: files, path: ./data}}\nstages:\n  - {{name: parse, type: parse}}\n  - {{name: chunks, type: chunk}}\n  - {{name: embed, type: embed, model: \"{}\"}}\nsinks:\n  - {{name: pg, type: pgvector, url: \"postgresql://sluice@127.0.0.1:1/nowhere\", table: chunks}}\n",
+            model.display()
+        ),
+    );
+    let out = ws.sluice(&[
+        "sql",
+        "--pipeline",
+        "search.yaml",
+        "SELECT * FROM vector_search(pg, 'alpha', 3)",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1/nowhere"), "{stderr}");
 }

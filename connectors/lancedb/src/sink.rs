@@ -104,7 +104,8 @@ fn commit_status_unknown(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `'a', 'b'` with quotes doubled, for a delete predicate.
+/// `'a', 'b'` with quotes doubled, for a delete predicate (one value: a
+/// quoted literal).
 fn sql_list(values: &[String]) -> String {
     values
         .iter()
@@ -265,10 +266,10 @@ impl LanceDbSink {
         // said who wrote them): another pipeline sharing the table keeps its
         // epochs.
         if self.ctx.role.rolls_back() {
-            let writer = self.writer.replace('\'', "''");
+            let writer = sql_list(std::slice::from_ref(&self.writer));
             table
                 .delete(&format!(
-                    "{EPOCH} > {committed} AND ({WRITER} = '{writer}' OR {WRITER} IS NULL)"
+                    "{EPOCH} > {committed} AND ({WRITER} = {writer} OR {WRITER} IS NULL)"
                 ))
                 .await
                 .map_err(|e| lance_err("rolling back uncommitted epochs", e))?;

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
-use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use sluice_connector_sdk::read::{conform, BatchStream, SinkTable, DISTANCE};
+use sluice_connector_sdk::vectors;
 use sluice_connector_sdk::{ConnectorError, Metric, Result};
 use tokio_postgres::Row;
 
@@ -49,9 +49,7 @@ fn arrow_type(pg: PgType) -> DataType {
         PgType::Double => DataType::Float64,
         PgType::Boolean => DataType::Boolean,
         PgType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        PgType::Vector(n) => {
-            DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), n as i32)
-        }
+        PgType::Vector(n) => vectors::embedding_type(n),
     }
 }
 
@@ -64,24 +62,15 @@ where
 }
 
 fn vectors(values: Vec<Option<pgvector::Vector>>, dim: usize) -> Result<ArrayRef> {
-    let nulls = NullBuffer::from(values.iter().map(Option::is_some).collect::<Vec<_>>());
-    let mut flat = Vec::with_capacity(values.len() * dim);
-    for v in &values {
-        match v {
-            Some(v) if v.as_slice().len() == dim => flat.extend_from_slice(v.as_slice()),
-            Some(v) => {
-                return Err(ConnectorError::user(format!(
-                    "a stored vector has {} dimensions, the table {dim}",
-                    v.as_slice().len()
-                )))
-            }
-            None => flat.extend(std::iter::repeat_n(0.0, dim)),
-        }
-    }
-    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
-    let list =
-        FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(flat)), Some(nulls))?;
-    Ok(Arc::new(list))
+    let slices: Vec<Option<&[f32]>> = values.iter().map(|v| v.as_ref().map(|v| v.as_slice())).collect();
+    let flat = vectors::flatten(&slices, dim).map_err(|len| {
+        ConnectorError::user(format!("a stored vector has {len} dimensions, the table {dim}"))
+    })?;
+    Ok(Arc::new(vectors::column(
+        flat,
+        dim,
+        values.iter().map(Option::is_some),
+    )?))
 }
 
 /// `rows` of the `stored` columns (and a distance after them, when `schema`

@@ -23,6 +23,7 @@
 //!   as an object store and a prefix; [`detect`]: a document's content type.
 //! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
 //!   nearest-neighbour search), so the engine reads every store the same way.
+//! - [`vectors`]: the embedding column's type, and building one from vectors.
 //! - `testkit` (cargo feature `testkit`, for connectors' tests): checks every
 //!   sink must pass (replay is idempotent, rollback works).
 
@@ -44,6 +45,7 @@ pub mod source;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod units;
+pub mod vectors;
 
 pub use backfill::{BackfillOptions, ListedObject};
 pub use config::{ConfigIssue, InspectTable, Metric, PlanContext, SinkConfig, SourceConfig};

@@ -13,10 +13,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array};
-use arrow::buffer::NullBuffer;
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+
+use sluice_connector_sdk::vectors;
 
 use super::cache::{self, EmbedCache, Key};
 use super::metrics::EmbedMetrics;
@@ -231,26 +232,12 @@ impl EmbedBatcher {
 
     fn with_embeddings(&self, q: Queued) -> Result<RecordBatch> {
         let dim = self.encoder.dim();
-        let mut values = Vec::with_capacity(q.vectors.len() * dim);
-        for v in &q.vectors {
-            match v {
-                Some(v) if v.len() == dim => values.extend_from_slice(v),
-                Some(v) => {
-                    return Err(self.fail(format!("the model returned {} values, expected {dim}", v.len())))
-                }
-                None => values.extend(std::iter::repeat_n(0.0, dim)),
-            }
-        }
+        let values = vectors::flatten(&q.vectors, dim)
+            .map_err(|len| self.fail(format!("the model returned {len} values, expected {dim}")))?;
         self.embed
             .drift
             .observe(&values, dim, q.vectors.iter().map(Option::is_some));
-        let nulls = NullBuffer::from(q.vectors.iter().map(Option::is_some).collect::<Vec<_>>());
-        let list = FixedSizeListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Float32, true)),
-            dim as i32,
-            Arc::new(Float32Array::from(values)),
-            Some(nulls).filter(|n| n.null_count() > 0),
-        )?;
+        let list = vectors::column(values, dim, q.vectors.iter().map(Option::is_some))?;
         let mut columns: Vec<ArrayRef> = q.batch.columns().to_vec();
         columns.push(Arc::new(list));
         Ok(RecordBatch::try_new(self.settings.output.clone(), columns)?)

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use arrow::array::{AsArray, StringArray};
-use arrow::datatypes::{Float32Type, Schema};
+use arrow::datatypes::{Field, Float32Type, Schema};
 
 use super::*;
 use crate::stages::embed::embedding_type;

@@ -165,12 +165,7 @@ impl EmbedConfig {
 }
 
 /// The type of the embedding column for a model of `dim` dimensions.
-pub fn embedding_type(dim: usize) -> DataType {
-    DataType::FixedSizeList(
-        Arc::new(Field::new_list_field(DataType::Float32, true)),
-        dim as i32,
-    )
-}
+pub use sluice_connector_sdk::vectors::embedding_type;
 
 impl StageConfig for EmbedConfig {
     fn validate(&self) -> Vec<ConfigIssue> {
