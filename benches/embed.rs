@@ -23,12 +23,12 @@ use std::time::Instant;
 use arrow::array::StringArray;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use ort::session::Session;
-use ort::value::Tensor;
 use sluice::stages::chunk::{Encoding, Splitter, Strategy};
-use sluice::stages::embed::{EmbedConfig, Provider, Tokens};
 use sluice::stages::{StageConfig, StageContext, StageRunner};
 use sluice_connector_sdk::PlanContext;
+use sluice_embed::ort::session::Session;
+use sluice_embed::ort::value::Tensor;
+use sluice_embed::{EmbedConfig, Provider, Tokens};
 
 const MAX_TOKENS: usize = 128;
 const BATCH: usize = 32;
@@ -156,7 +156,7 @@ fn plain_loop(session: &mut Session, rows: &[Tokens], pad_to: Option<usize>) -> 
             mask[r * len..r * len + t.ids.len()].fill(1);
         }
         let types = vec![0i64; n * len];
-        let inputs = ort::inputs![
+        let inputs = sluice_embed::ort::inputs![
             "input_ids" => Tensor::from_array(([n, len], ids)).unwrap(),
             "attention_mask" => Tensor::from_array(([n, len], mask)).unwrap(),
             "token_type_ids" => Tensor::from_array(([n, len], types)).unwrap(),

@@ -35,7 +35,7 @@ fn schema() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             true,
         ),
-        Field::new("embedding", sluice::stages::embed::embedding_type(DIM), true),
+        Field::new("embedding", sluice_embed::embedding_type(DIM), true),
     ]))
 }
 

@@ -17,8 +17,12 @@ pub enum Error {
         source: ConnectorError,
     },
     /// A stage failed on a whole batch (not one document: those go to the DLQ).
-    #[error("stage `{stage}`: {message}")]
-    Stage { stage: String, message: String },
+    #[error("stage `{stage}`: {source}")]
+    Stage {
+        stage: String,
+        #[source]
+        source: ConnectorError,
+    },
     /// A query was refused or failed for what it asks (exit 2).
     #[error("{0}")]
     Sql(String),
@@ -66,6 +70,9 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    /// Arrow refused a batch sluice built: a bug.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
     /// An invariant of sluice broke: a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -81,6 +88,14 @@ impl Error {
         }
     }
 
+    /// A stage failed on a whole batch.
+    pub fn stage(stage: impl Into<String>, source: ConnectorError) -> Self {
+        Error::Stage {
+            stage: stage.into(),
+            source,
+        }
+    }
+
     pub fn connector(what: impl Into<String>, source: ConnectorError) -> Self {
         Error::Connector {
             what: what.into(),
@@ -92,7 +107,9 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Invalid(_) | Error::Sql(_) | Error::Usage(_) | Error::ForeignCheckpoint { .. } => true,
-            Error::Connector { source, .. } => matches!(source.kind, ErrorKind::User | ErrorKind::Data),
+            Error::Connector { source, .. } | Error::Stage { source, .. } => {
+                matches!(source.kind, ErrorKind::User | ErrorKind::Data)
+            }
             _ => false,
         }
     }

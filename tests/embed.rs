@@ -8,9 +8,9 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, StringArray};
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use sluice::stages::embed::EmbedConfig;
 use sluice::stages::{StageConfig, StageContext, StageRunner};
 use sluice_connector_sdk::PlanContext;
+use sluice_embed::EmbedConfig;
 use util::Workspace;
 
 fn model_dir() -> std::path::PathBuf {

@@ -71,9 +71,11 @@ impl TableFunctionImpl for VectorSearch {
         let Some(embedder) = self.embedder.clone() else {
             return plan_err!("this pipeline has no embed stage to embed the query with");
         };
+        // The model failing is not the query's fault: its error keeps its
+        // kind (internal), so `sluice sql` exits 1 with the cause.
         let vector = embedder
             .embed_query(&text)
-            .map_err(|e| DataFusionError::Execution(format!("embedding the query: {e}")))?;
+            .map_err(|e| DataFusionError::External(Box::new(e)).context("embedding the query"))?;
         // A table function is planned synchronously: run the search on its own
         // runtime. The store's error stays an error (External), so `sluice sql`
         // tells a store that failed from a bad query.

@@ -189,7 +189,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
                 state_dir: plan.state_dir.clone(),
                 metrics: metrics.stages[i].clone(),
             };
-            s.config.build(&ctx)
+            s.config.build(&ctx).map_err(|e| Error::stage(&s.name, e))
         })
         .collect::<Result<Vec<_>>>()?;
 

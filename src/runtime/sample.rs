@@ -86,17 +86,21 @@ async fn run_stages(
 ) -> Result<Duration> {
     let started = Instant::now();
     for (stage, m) in plan.stages.iter().zip(metrics) {
-        let runner = stage.config.build(&StageContext {
-            name: stage.name.clone(),
-            input: stage.input.clone(),
-            output: stage.output.clone(),
-            state_dir: scratch.to_path_buf(),
-            metrics: m.clone(),
-        })?;
+        let runner = stage
+            .config
+            .build(&StageContext {
+                name: stage.name.clone(),
+                input: stage.input.clone(),
+                output: stage.output.clone(),
+                state_dir: scratch.to_path_buf(),
+                metrics: m.clone(),
+            })
+            .map_err(|e| Error::stage(&stage.name, e))?;
         let input = std::mem::take(&mut batches);
         batches = tokio::task::spawn_blocking(move || run_stage(runner, input))
             .await
-            .map_err(|e| Error::Internal(format!("sample stage: {e}")))??;
+            .map_err(|e| Error::Internal(format!("sample stage: {e}")))?
+            .map_err(|e| Error::stage(&stage.name, e))?;
     }
     Ok(started.elapsed())
 }
@@ -116,7 +120,7 @@ impl Sample {
     }
 }
 
-fn run_stage(runner: StageRunner, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+fn run_stage(runner: StageRunner, input: Vec<RecordBatch>) -> sluice_connector_sdk::Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     match runner {
         StageRunner::PerBatch(t) => {

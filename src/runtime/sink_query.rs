@@ -28,7 +28,7 @@ impl QueriedSink {
             sink.input.clone(),
             &plan.state_dir,
         );
-        match query.build(&ctx)? {
+        match query.build(&ctx).map_err(|e| Error::stage(&ctx.name, e))? {
             StageRunner::PerBatch(query) => Ok(Box::new(QueriedSink { inner, query })),
             StageRunner::Buffered(_) => Err(Error::Internal("a sink query must run per batch".into())),
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, StreamExt};
-use sluice_connector_sdk::{DeadLetter, Epoch, Message, Sink, Source, SourceContext};
+use sluice_connector_sdk::{ConnectorError, DeadLetter, Epoch, Message, Sink, Source, SourceContext};
 use tokio::sync::{mpsc, watch};
 
 use super::channel::{Receiver, Sender};
@@ -199,10 +199,10 @@ impl StageTask {
     }
 
     fn task_failed(&self, e: tokio::task::JoinError) -> Error {
-        Error::Stage {
-            stage: self.name.clone(),
-            message: format!("task failed: {e}"),
-        }
+        Error::stage(
+            &self.name,
+            ConnectorError::internal("its task failed").with_source(e),
+        )
     }
 
     async fn emit(
@@ -217,7 +217,8 @@ impl StageTask {
     async fn emit_output(&self, epoch: Epoch, out: StageOutput) -> Result<()> {
         if let Some(last) = out.dead_letters.last() {
             self.stats().dead_letters.add(out.dead_letters.len() as u64);
-            self.stats().set_last_error(&last.error);
+            self.stats()
+                .set_last_error(&crate::telemetry::secrets::scrub(&last.error));
             let _ = self
                 .dlq
                 .send(DlqMsg::Letters {
@@ -271,7 +272,7 @@ impl StageTask {
                             let started = std::time::Instant::now();
                             let out = t.apply(batch);
                             stats.busy_us.add(started.elapsed().as_micros() as u64);
-                            out
+                            out.map_err(|e| Error::stage(&stats.name, e))
                         }));
                     }
                     Some(Message::Barrier(e)) => {
@@ -313,7 +314,7 @@ impl StageTask {
         })
         .await
         .map_err(|e| self.task_failed(e))?;
-        for out in outs? {
+        for out in outs.map_err(|e| Error::stage(&self.name, e))? {
             self.emit_output(epoch, out).await?;
         }
         Ok(stage)

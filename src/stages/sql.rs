@@ -12,8 +12,9 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{exec_err, Result as DfResult};
+use datafusion::common::{exec_err, Result as DfResult, SchemaError};
 use datafusion::datasource::TableType;
+use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::EquivalenceProperties;
@@ -27,7 +28,7 @@ use serde::Deserialize;
 use sluice_connector_sdk::{ConfigIssue, PlanContext};
 
 use super::{StageConfig, StageContext, StageOutput, StageRunner, Transform};
-use crate::{Error, Result};
+use sluice_connector_sdk::{ConnectorError, Result};
 
 /// ```yaml
 /// - type: sql
@@ -151,7 +152,7 @@ pub struct PlannedQuery {
 
 impl PlannedQuery {
     /// Plan `query` over a table `input` of `schema`. Only a single SELECT is allowed.
-    pub fn new(query: &str, schema: SchemaRef) -> Result<Self> {
+    pub fn new(query: &str, schema: SchemaRef) -> DfResult<Self> {
         let ctx = session();
         ctx.register_table("input", Arc::new(InputTable { schema }))?;
         let plan = futures::executor::block_on(async {
@@ -166,7 +167,7 @@ impl PlannedQuery {
     }
 
     /// Run the plan over one batch.
-    pub fn run(&self, batch: RecordBatch) -> Result<RecordBatch> {
+    pub fn run(&self, batch: RecordBatch) -> DfResult<RecordBatch> {
         let mut config = self.ctx.copied_config();
         config.set_extension(Arc::new(CurrentBatch(batch)));
         let task = Arc::new(TaskContext::from(&self.ctx.state()).with_session_config(config));
@@ -190,17 +191,17 @@ impl StageConfig for SqlConfig {
         PlannedQuery::new(&self.query, input.clone())
             .map(|q| q.schema())
             .map_err(|e| {
-                let message = e.to_string();
-                let mut issue = ConfigIssue::new(Some("query"), message.clone());
-                // "No field named txet." → did you mean `text`?
-                let missing = message
-                    .split("No field named ")
-                    .nth(1)
-                    .and_then(|r| r.split(['.', ' ']).next());
+                let mut issue = ConfigIssue::new(Some("query"), e.to_string());
+                // No field named txet → did you mean `text`?
+                let missing = match e.find_root() {
+                    DataFusionError::SchemaError(s, _) => match s.as_ref() {
+                        SchemaError::FieldNotFound { field, .. } => Some(field.name.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
                 let columns = input.fields().iter().map(|f| f.name().as_str());
-                if let Some(hint) =
-                    missing.and_then(|m| crate::spec::de::did_you_mean(m.trim_matches('"'), columns))
-                {
+                if let Some(hint) = missing.and_then(|m| crate::spec::de::did_you_mean(&m, columns)) {
                     issue = issue.with_hint(hint);
                 }
                 vec![issue]
@@ -208,9 +209,10 @@ impl StageConfig for SqlConfig {
     }
 
     fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
-        let query = PlannedQuery::new(&self.query, ctx.input.clone())?;
+        let query = PlannedQuery::new(&self.query, ctx.input.clone())
+            .map_err(|e| ConnectorError::internal("planning the query again").with_source(e))?;
         if query.schema().fields() != ctx.output.fields() {
-            return Err(Error::Internal(format!(
+            return Err(ConnectorError::internal(format!(
                 "stage `{}`: schema changed since planning",
                 ctx.name
             )));
@@ -226,8 +228,21 @@ struct SqlTransform {
 impl Transform for SqlTransform {
     fn apply(&self, batch: RecordBatch) -> Result<StageOutput> {
         Ok(StageOutput {
-            batch: self.query.run(batch)?,
+            batch: self.query.run(batch).map_err(failed)?,
             dead_letters: Vec::new(),
         })
     }
+}
+
+/// A query that planned can still fail on a batch: on what the data holds (a
+/// cast of a value that is not a number: the user's to fix, by variant) or
+/// in DataFusion itself.
+fn failed(e: DataFusionError) -> ConnectorError {
+    let e = crate::Error::from(e);
+    let wrapped = if e.is_user_error() {
+        ConnectorError::user("the query failed on a batch")
+    } else {
+        ConnectorError::internal("the query failed on a batch")
+    };
+    wrapped.with_source(e)
 }

@@ -24,6 +24,9 @@
 //! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
 //!   nearest-neighbour search), so the engine reads every store the same way.
 //! - [`vectors`]: the embedding column's type, and building one from vectors.
+//! - [`stage`]: the stage traits ([`stage::StageConfig`], [`stage::Transform`],
+//!   [`stage::BufferedTransform`]), so a stage can live in its own crate;
+//!   [`metrics`]: a stage's counters and the series it adds of its own.
 //! - `testkit` (cargo feature `testkit`, for connectors' tests): checks every
 //!   sink must pass (replay is idempotent, rollback works).
 
@@ -36,12 +39,14 @@ pub mod error;
 pub mod events;
 pub mod location;
 pub mod message;
+pub mod metrics;
 pub mod read;
 pub mod refuse;
 pub mod replace;
 pub mod retry;
 pub mod sink;
 pub mod source;
+pub mod stage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod units;

@@ -21,7 +21,7 @@ use sluice_connector_sdk::{ConfigIssue, PlanContext};
 pub use splitter::{count_tokens, Encoding, Span, Splitter, Strategy};
 
 use super::{require_column, StageConfig, StageContext, StageOutput, StageRunner, Transform};
-use crate::{Error, Result};
+use sluice_connector_sdk::{ConnectorError, Result};
 
 pub const CHUNK_ID: &str = "chunk_id";
 pub const CHUNK_INDEX: &str = "chunk_index";
@@ -153,7 +153,7 @@ impl Transform for ChunkTransform {
         let col = |name: &str| {
             batch
                 .column_by_name(name)
-                .ok_or_else(|| Error::Internal(format!("chunk input has no `{name}`")))
+                .ok_or_else(|| ConnectorError::internal(format!("chunk input has no `{name}`")))
         };
         let doc_ids = col(DOC_ID)?.as_string::<i32>();
         let ops = col(OP)?.as_string::<i32>();

@@ -27,7 +27,7 @@ use sluice_connector_sdk::documents::{CONTENT, CONTENT_TYPE, DOC_ID, OP, OP_DELE
 use sluice_connector_sdk::{ConfigIssue, DeadLetter, HumanDuration, PlanContext};
 
 use super::{require_column, StageConfig, StageContext, StageOutput, StageRunner, Transform};
-use crate::{Error, Result};
+use sluice_connector_sdk::{ConnectorError, Result};
 
 pub const TEXT: &str = "text";
 pub const TITLE: &str = "title";
@@ -258,7 +258,7 @@ impl Transform for ParseTransform {
         let col = |name: &str| {
             batch
                 .column_by_name(name)
-                .ok_or_else(|| Error::Internal(format!("parse input has no `{name}`")))
+                .ok_or_else(|| ConnectorError::internal(format!("parse input has no `{name}`")))
         };
         let doc_ids = col(DOC_ID)?.as_string::<i32>();
         let versions = col(VERSION)?.as_string::<i32>();
@@ -316,12 +316,6 @@ impl Transform for ParseTransform {
             batch,
             dead_letters: letters,
         })
-    }
-}
-
-impl From<arrow::error::ArrowError> for Error {
-    fn from(e: arrow::error::ArrowError) -> Self {
-        Error::Internal(format!("arrow: {e}"))
     }
 }
 

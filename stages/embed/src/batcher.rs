@@ -21,28 +21,27 @@ use sluice_connector_sdk::vectors;
 
 use super::cache::{self, EmbedCache, Key};
 use super::metrics::EmbedMetrics;
-use super::model::{Model, Tokens};
-use crate::stages::{BufferedTransform, StageOutput};
-use crate::telemetry::metrics::StageMetrics;
-use crate::{Error, Result};
+use super::model::{Model, ModelError, Tokens};
+use sluice_connector_sdk::stage::{BufferedTransform, StageOutput};
+use sluice_connector_sdk::{ConnectorError, Result};
 
 /// What turns texts into vectors. The ONNX model in production; a stand-in in the
 /// unit tests of this module.
 pub trait Encoder: Send + Sync {
     fn dim(&self) -> usize;
-    fn tokenize(&self, texts: &[&str]) -> std::result::Result<Vec<Tokens>, String>;
+    fn tokenize(&self, texts: &[&str]) -> std::result::Result<Vec<Tokens>, ModelError>;
     /// One forward pass over `rows`, padded to the longest of them.
-    fn embed(&self, rows: &[&Tokens]) -> std::result::Result<Vec<Vec<f32>>, String>;
+    fn embed(&self, rows: &[&Tokens]) -> std::result::Result<Vec<Vec<f32>>, ModelError>;
 }
 
 impl Encoder for Arc<Model> {
     fn dim(&self) -> usize {
         self.signature.dim
     }
-    fn tokenize(&self, texts: &[&str]) -> std::result::Result<Vec<Tokens>, String> {
+    fn tokenize(&self, texts: &[&str]) -> std::result::Result<Vec<Tokens>, ModelError> {
         Model::tokenize(self, texts)
     }
-    fn embed(&self, rows: &[&Tokens]) -> std::result::Result<Vec<Vec<f32>>, String> {
+    fn embed(&self, rows: &[&Tokens]) -> std::result::Result<Vec<Vec<f32>>, ModelError> {
         Model::embed(self, rows)
     }
 }
@@ -79,8 +78,7 @@ pub struct EmbedBatcher {
     settings: Settings,
     encoder: Box<dyn Encoder>,
     cache: Option<EmbedCache>,
-    metrics: Arc<StageMetrics>,
-    /// The stage's own counters, also registered on `metrics`.
+    /// The stage's own counters, also registered on the stage's metrics.
     embed: Arc<EmbedMetrics>,
     queue: VecDeque<Queued>,
     /// Sequence number of `queue[0]`.
@@ -95,14 +93,12 @@ impl EmbedBatcher {
         settings: Settings,
         encoder: Box<dyn Encoder>,
         cache: Option<EmbedCache>,
-        metrics: Arc<StageMetrics>,
         embed: Arc<EmbedMetrics>,
     ) -> Self {
         EmbedBatcher {
             settings,
             encoder,
             cache,
-            metrics,
             embed,
             queue: VecDeque::new(),
             front: 0,
@@ -111,11 +107,10 @@ impl EmbedBatcher {
         }
     }
 
-    fn fail(&self, message: impl Into<String>) -> Error {
-        Error::Stage {
-            stage: self.metrics.name.clone(),
-            message: message.into(),
-        }
+    /// A failure of the stage on a whole batch: the model's, or an input
+    /// that planning should have ruled out.
+    fn fail(&self, message: impl Into<String>) -> ConnectorError {
+        ConnectorError::internal(message)
     }
 
     fn enqueue(&mut self, batch: RecordBatch) -> Result<()> {
@@ -154,7 +149,10 @@ impl EmbedBatcher {
             }
         }
         let strs: Vec<&str> = new_texts.iter().map(|(_, t)| *t).collect();
-        let tokens = self.encoder.tokenize(&strs).map_err(|e| self.fail(e))?;
+        let tokens = self
+            .encoder
+            .tokenize(&strs)
+            .map_err(|e| self.fail("the model failed").with_source(e))?;
         for (((key, _), tokens), rows) in new_texts.iter().zip(tokens).zip(new_rows) {
             if tokens.truncated {
                 self.embed.truncated.add(1);
@@ -189,7 +187,10 @@ impl EmbedBatcher {
         for group in pool.chunks(size) {
             let rows: Vec<&Tokens> = group.iter().map(|j| &j.tokens).collect();
             let started = Instant::now();
-            let vectors = self.encoder.embed(&rows).map_err(|e| self.fail(e))?;
+            let vectors = self
+                .encoder
+                .embed(&rows)
+                .map_err(|e| self.fail("the model failed").with_source(e))?;
             let m = &self.embed;
             m.busy_us.add(started.elapsed().as_micros() as u64);
             m.inferences.add(1);
@@ -199,8 +200,9 @@ impl EmbedBatcher {
             m.padded_tokens.add((longest * rows.len()) as u64);
             for (job, vector) in group.iter().zip(vectors) {
                 if let Some(c) = self.cache.as_mut() {
-                    c.put(job.key, &vector)
-                        .map_err(|e| Error::io("writing the embedding cache", e))?;
+                    c.put(job.key, &vector).map_err(|e| {
+                        ConnectorError::external("writing the embedding cache").with_source(e)
+                    })?;
                 }
                 for &(seq, row) in &job.rows {
                     let q = &mut self.queue[(seq - self.front) as usize];
@@ -246,7 +248,7 @@ impl EmbedBatcher {
     fn flush_cache(&mut self) -> Result<()> {
         if let Some(c) = self.cache.as_mut() {
             c.flush()
-                .map_err(|e| Error::io("writing the embedding cache", e))?;
+                .map_err(|e| ConnectorError::external("writing the embedding cache").with_source(e))?;
         }
         Ok(())
     }

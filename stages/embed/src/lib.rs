@@ -33,9 +33,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Deserialize;
 use sluice_connector_sdk::{ConfigIssue, HumanDuration, PlanContext};
 
-use super::{StageConfig, StageContext, StageRunner};
-use crate::{Error, Result};
-pub use model::{Model, Tokens};
+pub use model::{Model, ModelError, Tokens};
+/// ONNX Runtime as this stage links it, for benches that run a model directly.
+pub use ort;
+use sluice_connector_sdk::stage::{QueryEmbedder, StageConfig, StageContext, StageRunner};
+use sluice_connector_sdk::{ConnectorError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -145,7 +147,7 @@ impl EmbedConfig {
     }
 
     /// Load the model (once) from paths resolved against `ctx`.
-    pub fn load(&self, ctx: &PlanContext) -> std::result::Result<Arc<Model>, String> {
+    pub fn load(&self, ctx: &PlanContext) -> std::result::Result<Arc<Model>, ModelError> {
         if let Some(m) = self.loaded.get() {
             return Ok(m.clone());
         }
@@ -214,12 +216,8 @@ impl StageConfig for EmbedConfig {
         let model = match self.load(ctx) {
             Ok(m) => Some(m),
             Err(e) => {
-                let key = if e.contains("ONNX Runtime") {
-                    "onnxruntime"
-                } else {
-                    "model"
-                };
-                issues.push(ConfigIssue::new(Some(key), e).with_hint(model::FETCH_HINT));
+                issues
+                    .push(ConfigIssue::new(Some(e.config_key()), e.to_string()).with_hint(model::FETCH_HINT));
                 None
             }
         };
@@ -237,15 +235,13 @@ impl StageConfig for EmbedConfig {
         }
     }
 
-    fn query_embedder(&self) -> Option<Arc<dyn super::QueryEmbedder>> {
-        self.loaded
-            .get()
-            .map(|m| m.clone() as Arc<dyn super::QueryEmbedder>)
+    fn query_embedder(&self) -> Option<Arc<dyn QueryEmbedder>> {
+        self.loaded.get().map(|m| m.clone() as Arc<dyn QueryEmbedder>)
     }
 
     fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
         let model = self.loaded.get().cloned().ok_or_else(|| {
-            Error::Internal(format!(
+            ConnectorError::internal(format!(
                 "stage `{}`: the model was not loaded at plan time",
                 ctx.name
             ))
@@ -253,14 +249,16 @@ impl StageConfig for EmbedConfig {
         let cache = if self.cache {
             let dir = ctx.state_dir.join("cache").join("embed");
             Some(
-                cache::EmbedCache::open(&dir, &model.fingerprint, model.signature.dim)
-                    .map_err(|e| Error::io(format!("opening the embedding cache in {}", dir.display()), e))?,
+                cache::EmbedCache::open(&dir, &model.fingerprint, model.signature.dim).map_err(|e| {
+                    ConnectorError::external(format!("opening the embedding cache in {}", dir.display()))
+                        .with_source(e)
+                })?,
             )
         } else {
             None
         };
         let embed_metrics = Arc::new(metrics::EmbedMetrics::default());
-        let own: Arc<dyn crate::telemetry::metrics::OwnMetrics> = embed_metrics.clone();
+        let own: Arc<dyn sluice_connector_sdk::metrics::OwnMetrics> = embed_metrics.clone();
         let _ = ctx.metrics.own.set(own);
         Ok(StageRunner::Buffered(Box::new(batcher::EmbedBatcher::new(
             batcher::Settings {
@@ -272,7 +270,6 @@ impl StageConfig for EmbedConfig {
             },
             Box::new(model),
             cache,
-            ctx.metrics.clone(),
             embed_metrics,
         ))))
     }

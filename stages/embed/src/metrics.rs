@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::drift::Drift;
-use crate::telemetry::metrics::{Counter, OwnMetrics, RateSeries, Sample, SeriesKind};
+use sluice_connector_sdk::metrics::{Counter, OwnMetrics, RateSeries, Sample, SeriesKind};
 
 /// What the embed stage did.
 #[derive(Debug, Default)]

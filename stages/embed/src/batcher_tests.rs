@@ -4,7 +4,7 @@ use arrow::array::{AsArray, StringArray};
 use arrow::datatypes::{Field, Float32Type, Schema};
 
 use super::*;
-use crate::stages::embed::embedding_type;
+use crate::embedding_type;
 
 /// Vector = [number of words, sum of the bytes]; records each forward pass's row
 /// lengths.
@@ -20,7 +20,7 @@ impl Encoder for WordCounter {
     fn dim(&self) -> usize {
         2
     }
-    fn tokenize(&self, texts: &[&str]) -> std::result::Result<Vec<Tokens>, String> {
+    fn tokenize(&self, texts: &[&str]) -> std::result::Result<Vec<Tokens>, ModelError> {
         Ok(texts
             .iter()
             .map(|t| Tokens {
@@ -30,7 +30,7 @@ impl Encoder for WordCounter {
             })
             .collect())
     }
-    fn embed(&self, rows: &[&Tokens]) -> std::result::Result<Vec<Vec<f32>>, String> {
+    fn embed(&self, rows: &[&Tokens]) -> std::result::Result<Vec<Vec<f32>>, ModelError> {
         self.calls
             .lock()
             .unwrap()
@@ -81,13 +81,7 @@ fn windowed(
         output: Arc::new(Schema::new(fields)),
     };
     (
-        EmbedBatcher::new(
-            settings,
-            Box::new(encoder),
-            cache,
-            Arc::new(StageMetrics::default()),
-            metrics.clone(),
-        ),
+        EmbedBatcher::new(settings, Box::new(encoder), cache, metrics.clone()),
         calls,
         metrics,
     )

@@ -12,9 +12,79 @@ use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
+use sluice_connector_sdk::ConnectorError;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::{Pooling, Provider};
+
+/// Why a model could not be loaded or run. [`ModelError::config_key`] says
+/// which setting of the stage to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("ONNX Runtime library {} not found", .0.display())]
+    LibraryMissing(PathBuf),
+    #[error("cannot load ONNX Runtime from {}: {source}", path.display())]
+    Library {
+        path: PathBuf,
+        #[source]
+        source: ort::LoadDynamicError,
+    },
+    #[error("cannot start ONNX Runtime: {0}")]
+    Runtime(#[source] ort::Error),
+    #[error("{} not found", .0.display())]
+    FileMissing(PathBuf),
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load {}: {source}", path.display())]
+    Session {
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Tokenizer {
+        path: PathBuf,
+        #[source]
+        source: tokenizers::Error,
+    },
+    /// The model's graph is not one sluice can feed or read.
+    #[error("{0}")]
+    Signature(String),
+    /// The CUDA execution provider was asked for and cannot be used.
+    #[error("{0}")]
+    Provider(String),
+    /// ONNX Runtime or the tokenizer failed on rows (`what` says at which step).
+    #[error("{what}: {source}")]
+    Run {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ModelError {
+    /// The stage setting a user would change to fix this.
+    pub fn config_key(&self) -> &'static str {
+        match self {
+            ModelError::LibraryMissing(_) | ModelError::Library { .. } | ModelError::Runtime(_) => {
+                "onnxruntime"
+            }
+            ModelError::Provider(_) => "providers",
+            _ => "model",
+        }
+    }
+
+    fn run(what: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ModelError::Run {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
 
 /// Where `scripts/fetch_models.py` puts the library, relative to a model folder.
 const DEFAULT_LIBRARY: &str = "../onnxruntime/libonnxruntime.so";
@@ -37,7 +107,7 @@ pub fn library_path(configured: Option<&Path>, model_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| model_dir.join(DEFAULT_LIBRARY))
 }
 
-fn environment(library: &Path) -> Result<&'static Environment, String> {
+fn environment(library: &Path) -> Result<&'static Environment, ModelError> {
     let _one_at_a_time = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((first, env)) = RUNTIME.get() {
         if first != library {
@@ -50,14 +120,13 @@ fn environment(library: &Path) -> Result<&'static Environment, String> {
         return Ok(env);
     }
     if !library.exists() {
-        return Err(format!("ONNX Runtime library {} not found", library.display()));
+        return Err(ModelError::LibraryMissing(library.to_path_buf()));
     }
-    let builder = ort::init_from(library)
-        .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
-    let env = builder
-        .with_name("sluice")
-        .build()
-        .map_err(|e| format!("cannot start ONNX Runtime: {e}"))?;
+    let builder = ort::init_from(library).map_err(|source| ModelError::Library {
+        path: library.to_path_buf(),
+        source,
+    })?;
+    let env = builder.with_name("sluice").build().map_err(ModelError::Runtime)?;
     Ok(&RUNTIME.get_or_init(|| (library.to_path_buf(), env)).1)
 }
 
@@ -106,12 +175,12 @@ pub struct LoadOptions<'a> {
 }
 
 impl Model {
-    pub fn load(o: &LoadOptions) -> Result<Model, String> {
+    pub fn load(o: &LoadOptions) -> Result<Model, ModelError> {
         let model_file = o.model_dir.join("model.onnx");
         let tokenizer_file = o.model_dir.join("tokenizer.json");
         for f in [&model_file, &tokenizer_file] {
             if !f.is_file() {
-                return Err(format!("{} not found", f.display()));
+                return Err(ModelError::FileMissing(f.clone()));
             }
         }
         let env = environment(&library_path(o.library, o.model_dir))?;
@@ -122,15 +191,21 @@ impl Model {
             })
             .and_then(|b| b.with_intra_threads(o.threads).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            .map_err(|e| format!("ONNX Runtime session options: {e}"))?;
+            .map_err(|e| ModelError::run("ONNX Runtime session options", e))?;
         builder = with_providers(builder, o.providers)?;
         let session = builder
             .commit_from_file(&model_file)
-            .map_err(|e| format!("cannot load {}: {e}", model_file.display()))?;
+            .map_err(|source| ModelError::Session {
+                path: model_file.clone(),
+                source,
+            })?;
         let signature = signature(&session)?;
 
-        let mut tokenizer = Tokenizer::from_file(&tokenizer_file)
-            .map_err(|e| format!("cannot read {}: {e}", tokenizer_file.display()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(&tokenizer_file).map_err(|source| ModelError::Tokenizer {
+                path: tokenizer_file.clone(),
+                source,
+            })?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -139,13 +214,19 @@ impl Model {
                 stride: 0,
                 direction: TruncationDirection::Right,
             }))
-            .map_err(|e| format!("tokenizer truncation: {e}"))?;
+            .map_err(|source| ModelError::Tokenizer {
+                path: tokenizer_file.clone(),
+                source,
+            })?;
 
         let mut h = blake3::Hasher::new();
         for f in [&model_file, &tokenizer_file] {
             std::fs::File::open(f)
                 .and_then(|file| h.update_reader(file).map(|_| ()))
-                .map_err(|e| format!("reading {}: {e}", f.display()))?;
+                .map_err(|source| ModelError::Read {
+                    path: f.clone(),
+                    source,
+                })?;
         }
         h.update(format!("{:?}|{}|{}", o.pooling, o.normalize, o.max_tokens).as_bytes());
         Ok(Model {
@@ -170,18 +251,18 @@ impl Model {
     pub fn with_providers(
         &self,
         builder: ort::session::builder::SessionBuilder,
-    ) -> Result<ort::session::builder::SessionBuilder, String> {
+    ) -> Result<ort::session::builder::SessionBuilder, ModelError> {
         with_providers(builder, &self.providers)
     }
 
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>, String> {
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>, ModelError> {
         texts
             .iter()
             .map(|t| {
                 let e = self
                     .tokenizer
                     .encode(*t, true)
-                    .map_err(|e| format!("tokenizer: {e}"))?;
+                    .map_err(|e| ModelError::run("tokenizer", e))?;
                 Ok(Tokens {
                     ids: e.get_ids().iter().map(|&i| i as i64).collect(),
                     type_ids: e.get_type_ids().iter().map(|&i| i as i64).collect(),
@@ -193,7 +274,7 @@ impl Model {
 
     /// One forward pass: `rows` padded to the longest of them. Returns one vector
     /// of `dim` floats per row, pooled and (if set) normalized.
-    pub fn embed(&self, rows: &[&Tokens]) -> Result<Vec<Vec<f32>>, String> {
+    pub fn embed(&self, rows: &[&Tokens]) -> Result<Vec<Vec<f32>>, ModelError> {
         let n = rows.len();
         let len = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
         if n == 0 || len == 0 {
@@ -209,7 +290,9 @@ impl Model {
             types[at..at + row.type_ids.len()].copy_from_slice(&row.type_ids);
         }
         let sig = &self.signature;
-        let tensor = |v: Vec<i64>| Tensor::from_array(([n, len], v)).map_err(|e| e.to_string());
+        let tensor = |v: Vec<i64>| {
+            Tensor::from_array(([n, len], v)).map_err(|e| ModelError::run("an input tensor", e))
+        };
         let mut inputs = vec![(sig.input_ids.clone(), tensor(ids)?.into_dyn())];
         if let Some(name) = &sig.attention_mask {
             inputs.push((name.clone(), tensor(mask.clone())?.into_dyn()));
@@ -218,10 +301,12 @@ impl Model {
             inputs.push((name.clone(), tensor(types)?.into_dyn()));
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let outputs = session.run(inputs).map_err(|e| format!("ONNX Runtime: {e}"))?;
+        let outputs = session
+            .run(inputs)
+            .map_err(|e| ModelError::run("ONNX Runtime", e))?;
         let (shape, data) = outputs[sig.output.as_str()]
             .try_extract_tensor::<f32>()
-            .map_err(|e| format!("model output `{}`: {e}", sig.output))?;
+            .map_err(|e| ModelError::run(format!("model output `{}`", sig.output), e))?;
         let dim = sig.dim;
         let mut out = Vec::with_capacity(n);
         for r in 0..n {
@@ -245,10 +330,12 @@ impl Model {
     }
 }
 
-impl crate::stages::QueryEmbedder for Model {
-    fn embed_query(&self, text: &str) -> Result<Vec<f32>, String> {
-        let tokens = self.tokenize(&[text])?;
-        let mut out = self.embed(&[&tokens[0]])?;
+impl sluice_connector_sdk::stage::QueryEmbedder for Model {
+    /// A failure here is the model's or ONNX Runtime's, not the query's.
+    fn embed_query(&self, text: &str) -> sluice_connector_sdk::Result<Vec<f32>> {
+        let failed = |e: ModelError| ConnectorError::internal("embedding the query").with_source(e);
+        let tokens = self.tokenize(&[text]).map_err(failed)?;
+        let mut out = self.embed(&[&tokens[0]]).map_err(failed)?;
         Ok(out.remove(0))
     }
 }
@@ -281,21 +368,22 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
-fn signature(session: &Session) -> Result<Signature, String> {
+fn signature(session: &Session) -> Result<Signature, ModelError> {
+    let unsupported = ModelError::Signature;
     let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     let find = |want: &str| inputs.iter().find(|n| **n == want).map(|n| n.to_string());
     let input_ids = find("input_ids").ok_or_else(|| {
-        format!(
+        unsupported(format!(
             "the model has no `input_ids` input; its inputs are {}",
             inputs.join(", ")
-        )
+        ))
     })?;
     let known = ["input_ids", "attention_mask", "token_type_ids"];
     if let Some(other) = inputs.iter().find(|n| !known.contains(n)) {
-        return Err(format!(
+        return Err(unsupported(format!(
             "the model needs an input `{other}` that sluice does not know how to fill (it fills {})",
             known.join(", ")
-        ));
+        )));
     }
     let outputs = session.outputs();
     let output = outputs
@@ -303,27 +391,27 @@ fn signature(session: &Session) -> Result<Signature, String> {
         .find(|o| o.name() == "sentence_embedding")
         .or_else(|| outputs.iter().find(|o| o.name() == "last_hidden_state"))
         .or_else(|| outputs.first())
-        .ok_or("the model has no outputs")?;
+        .ok_or_else(|| unsupported("the model has no outputs".into()))?;
     let shape = output
         .dtype()
         .tensor_shape()
-        .ok_or_else(|| format!("model output `{}` is not a tensor", output.name()))?;
+        .ok_or_else(|| unsupported(format!("model output `{}` is not a tensor", output.name())))?;
     let dims: Vec<i64> = shape.iter().copied().collect();
     let (per_token, dim) = match dims.as_slice() {
         [_, _, d] => (true, *d),
         [_, d] => (false, *d),
         _ => {
-            return Err(format!(
+            return Err(unsupported(format!(
                 "model output `{}` has shape {dims:?}; expected [batch, seq, dim] or [batch, dim]",
                 output.name()
-            ))
+            )))
         }
     };
     if dim <= 0 {
-        return Err(format!(
+        return Err(unsupported(format!(
             "model output `{}` has no fixed dimension (shape {dims:?})",
             output.name()
-        ));
+        )));
     }
     Ok(Signature {
         input_ids,
@@ -339,7 +427,7 @@ fn signature(session: &Session) -> Result<Signature, String> {
 fn with_providers(
     builder: ort::session::builder::SessionBuilder,
     providers: &[Provider],
-) -> Result<ort::session::builder::SessionBuilder, String> {
+) -> Result<ort::session::builder::SessionBuilder, ModelError> {
     if providers.contains(&Provider::Cuda) {
         // With `cpu` listed too, a library without CUDA falls back to the CPU.
         let mut cuda = ort::ep::CUDA::default().build();
@@ -348,7 +436,7 @@ fn with_providers(
         }
         return builder
             .with_execution_providers([cuda])
-            .map_err(|e| format!("the CUDA execution provider: {e}"));
+            .map_err(|e| ModelError::Provider(format!("the CUDA execution provider: {e}")));
     }
     Ok(builder)
 }
@@ -357,9 +445,11 @@ fn with_providers(
 fn with_providers(
     builder: ort::session::builder::SessionBuilder,
     providers: &[Provider],
-) -> Result<ort::session::builder::SessionBuilder, String> {
+) -> Result<ort::session::builder::SessionBuilder, ModelError> {
     if providers.contains(&Provider::Cuda) {
-        return Err("this sluice was built without the `cuda` feature".into());
+        return Err(ModelError::Provider(
+            "this sluice was built without the `cuda` feature".into(),
+        ));
     }
     Ok(builder)
 }
