@@ -193,6 +193,9 @@ impl SinkConfig for FeatureStoreSinkConfig {
     }
 
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(FeatureStoreSink::new(self.clone(), ctx, input)?))
+        let store = FeatureStoreSink::new(self.clone(), ctx, input)?;
+        Ok(Box::new(sluice_connector_sdk::writer::BufferedSink::new(
+            &ctx.name, store,
+        )))
     }
 }

@@ -5,8 +5,8 @@
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use sluice_connector_sdk::retry::Retry;
-use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
+use sluice_connector_sdk::writer::EpochWriter;
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, SinkContext};
 
 use crate::config::{FeatureStoreSinkConfig, EVENT_TIMESTAMP};
 use crate::offline::OfflineStore;
@@ -22,7 +22,6 @@ pub struct FeatureStoreSink {
     online: Option<OnlineStore>,
     name: String,
     base_dir: std::path::PathBuf,
-    pending: Vec<RecordBatch>,
     /// Base key of the online undo logs; none for a shared or backfill writer.
     undo: Option<String>,
     /// Where rows without an entity or an event time go.
@@ -45,7 +44,6 @@ impl FeatureStoreSink {
             online: None,
             name: ctx.name.clone(),
             base_dir: ctx.base_dir.clone(),
-            pending: Vec::new(),
             ctx: ctx.clone(),
         })
     }
@@ -177,16 +175,6 @@ impl FeatureStoreSink {
 }
 
 impl FeatureStoreSink {
-    fn retry(&self) -> Retry {
-        Retry::new(
-            self.config
-                .online
-                .as_ref()
-                .map(|o| o.max_outage.0)
-                .unwrap_or_default(),
-        )
-    }
-
     /// `Redis at <url>`, for errors.
     fn redis(&self) -> String {
         let url = self
@@ -247,20 +235,43 @@ fn is_delete(batch: &RecordBatch) -> Vec<bool> {
     }
 }
 
+/// An epoch ready to write: upserts shaped for the offline store, deletes,
+/// and the rows refused.
+pub struct Prepared {
+    shaped: Vec<RecordBatch>,
+    deletes: Vec<RecordBatch>,
+    refused: Vec<Refused>,
+}
+
+/// The offline folder is local or an object store the sink does not ride out
+/// an outage of: its failure stops the commit at once.
+fn offline_failed(e: ConnectorError) -> ConnectorError {
+    e.retryable(false)
+}
+
 #[async_trait::async_trait]
-impl Sink for FeatureStoreSink {
+impl EpochWriter for FeatureStoreSink {
+    type Prepared = Prepared;
+
+    /// `Redis at <url>`, the store whose outage is ridden out.
+    fn service(&self) -> String {
+        self.redis()
+    }
+
+    fn max_outage(&self) -> std::time::Duration {
+        self.config
+            .online
+            .as_ref()
+            .map(|o| o.max_outage.0)
+            .unwrap_or_default()
+    }
+
     async fn open(&mut self, committed: Epoch) -> Result<()> {
-        let removed = self.offline.rollback(committed)?;
+        let removed = self.offline.rollback(committed).map_err(offline_failed)?;
         if removed > 0 {
             tracing::info!(sink = %self.name, files = removed, "rolled back offline files after epoch {committed}");
         }
-        if self.config.online.is_some() {
-            let mut retry = self.retry();
-            while let Err(e) = self.rollback_online(committed).await {
-                self.online = None;
-                retry.wait(e, &self.name, &self.redis()).await?;
-            }
-        }
+        self.rollback_online(committed).await?;
         if let Some(feast) = &self.config.feast {
             let repo = self.base_dir.join(&feast.repo);
             // Feast needs an absolute path.
@@ -273,48 +284,53 @@ impl Sink for FeatureStoreSink {
                 &self.config,
                 &offline_dir,
                 &self.input,
-            )?;
+            )
+            .map_err(offline_failed)?;
         }
         Ok(())
     }
 
-    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
-        self.pending.push(batch);
-        Ok(())
-    }
-
-    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
+    fn prepare(&mut self, _epoch: Epoch, pending: &[RecordBatch]) -> Result<Prepared> {
         let created = chrono::Utc::now().timestamp_micros();
-        let mut shaped = Vec::new();
-        let mut deletes = Vec::new();
-        let mut refused = Vec::new();
-        for b in &self.pending {
+        let mut out = Prepared {
+            shaped: Vec::new(),
+            deletes: Vec::new(),
+            refused: Vec::new(),
+        };
+        for b in pending {
             let del = is_delete(b);
             let keep: arrow::array::BooleanArray = del.iter().map(|d| Some(!d)).collect();
             let gone: arrow::array::BooleanArray = del.iter().map(|d| Some(*d)).collect();
             let (upserts, letters) = self.refuse_rows(arrow::compute::filter_record_batch(b, &keep)?)?;
-            refused.extend(letters);
+            out.refused.extend(letters);
             if upserts.num_rows() > 0 {
-                shaped.push(self.offline.shape(&upserts, created)?);
+                out.shaped.push(self.offline.shape(&upserts, created)?);
             }
             let removed = arrow::compute::filter_record_batch(b, &gone)?;
             if removed.num_rows() > 0 {
-                deletes.push(removed);
+                out.deletes.push(removed);
             }
         }
-        self.offline.write_epoch(epoch, &shaped)?;
-        // Online writes are idempotent (compare-and-set, deletes): after a lost
-        // connection the whole epoch is written again.
-        let mut retry = self.retry();
-        while let Err(e) = self.write_online(epoch, &deletes, &shaped).await {
-            self.online = None;
-            retry.wait(e, &self.name, &self.redis()).await?;
-        }
-        self.pending.clear();
+        Ok(out)
+    }
+
+    /// Offline first (rewriting the same file is harmless), then online:
+    /// compare-and-set and deletes, so after a lost connection the whole
+    /// epoch is written again.
+    async fn write(&mut self, epoch: Epoch, rows: &Prepared) -> Result<()> {
+        self.offline
+            .write_epoch(epoch, &rows.shaped)
+            .map_err(offline_failed)?;
+        self.write_online(epoch, &rows.deletes, &rows.shaped).await
+    }
+
+    async fn reset(&mut self) {
+        self.online = None;
+    }
+
+    async fn written(&mut self, _epoch: Epoch, rows: Prepared) -> Result<()> {
         // One letter per document, however many of its rows were refused.
+        let mut refused = rows.refused;
         refused.sort();
         refused.dedup_by(|a, b| a.0 == b.0);
         for (doc, version, why) in refused {

@@ -179,11 +179,14 @@ impl SinkConfig for LanceDbSinkConfig {
     }
 
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(LanceDbSink::new(
+        let store = LanceDbSink::new(
             self.clone(),
             self.resolved_uri(&ctx.base_dir),
             table_schema(&input),
             ctx,
+        );
+        Ok(Box::new(sluice_connector_sdk::writer::BufferedSink::new(
+            &ctx.name, store,
         )))
     }
 }

@@ -13,9 +13,9 @@ use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 use lancedb::index::Index;
 use lancedb::table::NewColumnTransform;
 use lancedb::{Connection, DistanceType, Table};
-use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions};
-use sluice_connector_sdk::retry::Retry;
-use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
+use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions, EpochRows};
+use sluice_connector_sdk::writer::EpochWriter;
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, SinkContext};
 
 use sluice_connector_sdk::Metric;
 
@@ -26,7 +26,6 @@ pub struct LanceDbSink {
     uri: String,
     schema: SchemaRef,
     table: Option<Table>,
-    pending: Vec<RecordBatch>,
     indexed: bool,
     /// Who runs this sink: its name, where refused documents go, whether
     /// others write the table too (no rollback by epoch number then), and
@@ -34,7 +33,12 @@ pub struct LanceDbSink {
     ctx: SinkContext,
     /// Stamped on every row (`sluice_writer`); rollbacks touch only its rows.
     writer: String,
-    /// The documents the last commit attempt left out, with why.
+}
+
+/// An epoch ready to write: the rows that replace their documents, and the
+/// documents left out (doc_id, version, why), left as they were.
+pub struct Prepared {
+    rows: EpochRows,
     refused: Vec<(String, String, String)>,
 }
 
@@ -130,11 +134,9 @@ impl LanceDbSink {
             uri,
             schema,
             table: None,
-            pending: Vec::new(),
             indexed: false,
             writer: ctx.writer(),
             ctx: ctx.clone(),
-            refused: Vec::new(),
         }
     }
 
@@ -215,42 +217,77 @@ impl LanceDbSink {
 }
 
 #[async_trait::async_trait]
-impl Sink for LanceDbSink {
-    async fn open(&mut self, committed: Epoch) -> Result<()> {
-        let mut retry = Retry::new(self.config.max_outage.0);
-        while let Err(e) = self.open_once(committed).await {
-            retry
-                .wait(e, &self.ctx.name, &format!("LanceDB at {}", self.uri))
-                .await?;
-        }
-        Ok(())
+impl EpochWriter for LanceDbSink {
+    type Prepared = Prepared;
+
+    fn service(&self) -> String {
+        format!("LanceDB at {}", self.uri)
     }
 
-    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
-        self.pending.push(batch);
-        Ok(())
+    fn max_outage(&self) -> std::time::Duration {
+        self.config.max_outage.0
+    }
+
+    async fn open(&mut self, committed: Epoch) -> Result<()> {
+        self.open_once(committed).await
+    }
+
+    /// Documents whose vectors hold a NaN or an infinity are left out.
+    fn prepare(&mut self, _epoch: Epoch, pending: &[RecordBatch]) -> Result<Prepared> {
+        let mut rows = epoch_rows(pending, &self.config.doc_column)?;
+        let doc = &self.config.doc_column;
+        let found = non_finite(&rows.batches, doc, &self.config.embedding_column);
+        let mut refused = Vec::new();
+        if !found.is_empty() {
+            let versions = versions(&rows.batches, doc);
+            rows.doc_ids.retain(|d| !found.iter().any(|(r, _)| r == d));
+            rows.batches = rows_of(&rows.batches, doc, &rows.doc_ids)?;
+            refused = found
+                .into_iter()
+                .map(|(d, why)| (d.clone(), versions.get(&d).cloned().unwrap_or_default(), why))
+                .collect();
+        }
+        Ok(Prepared { rows, refused })
     }
 
     /// Delete then add is idempotent, so after a failure the whole epoch is
     /// written again (a lost reply to an `add` included).
-    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+    async fn write(&mut self, epoch: Epoch, prepared: &Prepared) -> Result<()> {
+        let rows = &prepared.rows;
+        let doc = &self.config.doc_column;
+        let table = self.table()?.clone();
+        for ids in rows.doc_ids.chunks(500) {
+            table
+                .delete(format!("{doc} IN ({})", sql_list(ids)).as_str())
+                .await
+                .map_err(|e| lance_err("deleting replaced documents", e))?;
         }
-        let mut retry = Retry::new(self.config.max_outage.0);
-        while let Err(e) = self.commit_once(epoch).await {
-            retry
-                .wait(e, &self.ctx.name, &format!("LanceDB at {}", self.uri))
-                .await?;
-            // A failed commit may have landed after all: look at the newest
-            // version before trying again (if the store still fails, so will
-            // the next try, and the retry goes on).
-            if let Some(table) = &self.table {
-                let _ = table.checkout_latest().await;
-            }
+        let batches: Vec<RecordBatch> = rows
+            .batches
+            .iter()
+            .map(|b| self.to_table_rows(b, epoch))
+            .collect::<Result<_>>()?;
+        if !batches.is_empty() {
+            table
+                .add(batches)
+                .execute()
+                .await
+                .map_err(|e| lance_err("adding rows", e))?;
         }
-        self.pending.clear();
-        for (doc, version, why) in std::mem::take(&mut self.refused) {
+        Ok(())
+    }
+
+    /// A failed commit may have landed after all: look at the newest version
+    /// before trying again (if the store still fails, so will the next try,
+    /// and the retry goes on).
+    async fn reset(&mut self) {
+        if let Some(table) = &self.table {
+            let _ = table.checkout_latest().await;
+        }
+    }
+
+    async fn written(&mut self, _epoch: Epoch, prepared: Prepared) -> Result<()> {
+        for (doc, version, why) in prepared.refused {
             self.ctx.dead_letter(doc, version, why);
         }
         self.maybe_index().await
@@ -317,43 +354,6 @@ impl LanceDbSink {
                 .map_err(|e| lance_err(format!("adding `{WRITER}` to table `{name}`"), e))?;
         }
         Ok(table)
-    }
-
-    async fn commit_once(&mut self, epoch: Epoch) -> Result<()> {
-        self.refused.clear();
-        let mut rows = epoch_rows(&self.pending, &self.config.doc_column)?;
-        let doc = self.config.doc_column.clone();
-        // Refused documents are left as they were (neither deleted nor added).
-        let refused = non_finite(&rows.batches, &doc, &self.config.embedding_column);
-        if !refused.is_empty() {
-            let versions = versions(&rows.batches, &doc);
-            rows.doc_ids.retain(|d| !refused.iter().any(|(r, _)| r == d));
-            rows.batches = rows_of(&rows.batches, &doc, &rows.doc_ids)?;
-            self.refused = refused
-                .into_iter()
-                .map(|(d, why)| (d.clone(), versions.get(&d).cloned().unwrap_or_default(), why))
-                .collect();
-        }
-        let table = self.table()?.clone();
-        for ids in rows.doc_ids.chunks(500) {
-            table
-                .delete(format!("{doc} IN ({})", sql_list(ids)).as_str())
-                .await
-                .map_err(|e| lance_err("deleting replaced documents", e))?;
-        }
-        let batches: Vec<RecordBatch> = rows
-            .batches
-            .iter()
-            .map(|b| self.to_table_rows(b, epoch))
-            .collect::<Result<_>>()?;
-        if !batches.is_empty() {
-            table
-                .add(batches)
-                .execute()
-                .await
-                .map_err(|e| lance_err("adding rows", e))?;
-        }
-        Ok(())
     }
 }
 

@@ -134,7 +134,9 @@ pub fn select(input: &Schema, config: &PgVectorSinkConfig) -> Result<Vec<Column>
 pub type Value = Box<dyn ToSql + Sync + Send>;
 
 /// The value of `column` at `row`.
-pub fn value(batch: &RecordBatch, column: &Column, row: usize) -> Result<Value, String> {
+/// A value PostgreSQL cannot hold is the row's content, refused: a data error.
+pub fn value(batch: &RecordBatch, column: &Column, row: usize) -> sluice_connector_sdk::Result<Value> {
+    use sluice_connector_sdk::ConnectorError;
     let a = batch.column(column.index);
     if a.is_null(row) {
         return Ok(match column.pg {
@@ -159,7 +161,11 @@ pub fn value(batch: &RecordBatch, column: &Column, row: usize) -> Result<Value, 
         DataType::UInt32 => Box::new(a.as_primitive::<UInt32Type>().value(row) as i64),
         DataType::UInt64 => {
             let v = a.as_primitive::<UInt64Type>().value(row);
-            Box::new(i64::try_from(v).map_err(|_| format!("`{}` value {v} is over BIGINT", column.name))?)
+            Box::new(
+                i64::try_from(v).map_err(|_| {
+                    ConnectorError::data(format!("`{}` value {v} is over BIGINT", column.name))
+                })?,
+            )
         }
         DataType::Float32 => Box::new(a.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => Box::new(a.as_primitive::<Float64Type>().value(row)),
@@ -171,7 +177,11 @@ pub fn value(batch: &RecordBatch, column: &Column, row: usize) -> Result<Value, 
                 TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(row),
                 TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(row) / 1_000,
             };
-            Box::new(DateTime::<Utc>::from_timestamp_micros(micros).ok_or("timestamp out of range")?)
+            Box::new(
+                DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(|| {
+                    ConnectorError::data(format!("`{}`: timestamp out of range", column.name))
+                })?,
+            )
         }
         DataType::FixedSizeList(_, _) => {
             let list = a.as_fixed_size_list().value(row);
@@ -179,6 +189,11 @@ pub fn value(batch: &RecordBatch, column: &Column, row: usize) -> Result<Value, 
                 list.as_primitive::<Float32Type>().values().to_vec(),
             ))
         }
-        other => return Err(format!("`{}`: cannot store {other}", column.name)),
+        other => {
+            return Err(ConnectorError::data(format!(
+                "`{}`: cannot store {other}",
+                column.name
+            )))
+        }
     })
 }

@@ -156,7 +156,7 @@ impl SinkConfig for PgVectorSinkConfig {
                     "`ca_file` needs `tls: require`",
                 ));
             } else if let Err(e) = crate::tls::read_ca(&ctx.base_dir.join(ca)) {
-                issues.push(ConfigIssue::new(Some("ca_file"), e));
+                issues.push(ConfigIssue::new(Some("ca_file"), e.describe()));
             }
         }
         if !self.url.starts_with("postgres://") && !self.url.starts_with("postgresql://") {
@@ -200,11 +200,9 @@ impl SinkConfig for PgVectorSinkConfig {
                     .join("; "),
             )
         })?;
-        Ok(Box::new(PgVectorSink::new(
-            self.clone(),
-            columns,
-            ctx,
-            self.tls_connector(ctx)?,
+        let store = PgVectorSink::new(self.clone(), columns, ctx, self.tls_connector(ctx)?);
+        Ok(Box::new(sluice_connector_sdk::writer::BufferedSink::new(
+            &ctx.name, store,
         )))
     }
 

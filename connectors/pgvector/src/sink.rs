@@ -6,13 +6,14 @@
 //! - a document seen twice in one epoch keeps only its last version's rows;
 //! - `open(committed)` deletes rows of epochs after `committed`;
 //! - while the database is unreachable the epoch is held and retried with
-//!   backoff, for up to `max_outage`; then the pipeline stops, naming the server.
+//!   backoff, for up to `max_outage`; then the pipeline stops, naming the server
+//!   (the SDK's `writer::BufferedSink` does the holding and retrying).
 
 use arrow::array::RecordBatch;
 use sluice_connector_sdk::refuse::Bisect;
-use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions};
-use sluice_connector_sdk::retry::Retry;
-use sluice_connector_sdk::{ConnectorError, Epoch, Result, Sink, SinkContext};
+use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions, EpochRows};
+use sluice_connector_sdk::writer::EpochWriter;
+use sluice_connector_sdk::{ConnectorError, Epoch, Result, SinkContext};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
@@ -26,7 +27,9 @@ pub struct PgVectorSink {
     client: Option<Client>,
     /// The `vector` type's OID, looked up once connected.
     vector_type: Option<Type>,
-    pending: Vec<RecordBatch>,
+    /// The documents the last write refused (doc_id, why), filed as dead
+    /// letters once the epoch is written.
+    refused: Vec<(String, String)>,
     /// Set with `tls: require`.
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Who runs this sink: its name, where refused documents go, and its
@@ -89,7 +92,7 @@ impl PgVectorSink {
             columns,
             client: None,
             vector_type: None,
-            pending: Vec::new(),
+            refused: Vec::new(),
             tls,
             writer: ctx.writer(),
             ctx: ctx.clone(),
@@ -158,7 +161,7 @@ impl PgVectorSink {
     }
 
     /// Create the extension, table and indexes when missing; check the dimension.
-    async fn prepare(&mut self, committed: Epoch) -> Result<()> {
+    async fn set_up(&mut self, committed: Epoch) -> Result<()> {
         let t = quote(&self.config.table);
         let mut cols: Vec<String> = self
             .columns
@@ -271,8 +274,8 @@ impl PgVectorSink {
     /// Write the epoch. A refusal for a row's content (a NUL byte in text, a NaN
     /// in a vector) is narrowed down to its documents, which become dead
     /// letters; the other documents are written.
-    async fn write_epoch(&mut self, epoch: Epoch) -> Result<()> {
-        let rows = epoch_rows(&self.pending, &self.config.doc_column)?;
+    async fn write_epoch(&mut self, epoch: Epoch, rows: &EpochRows) -> Result<()> {
+        self.client().await?;
         let mut bisect = Bisect::new(rows.doc_ids.clone());
         while let Some(docs) = bisect.next_attempt() {
             let subset = if docs.len() == rows.doc_ids.len() {
@@ -284,14 +287,7 @@ impl PgVectorSink {
                 bisect.failed(docs, e)?;
             }
         }
-        if !bisect.refused().is_empty() {
-            let ctx = &self.ctx;
-            let versions = versions(&rows.batches, &self.config.doc_column);
-            for (doc, why) in bisect.refused() {
-                let version = versions.get(doc).cloned().unwrap_or_default();
-                ctx.dead_letter(doc.clone(), version, why.clone());
-            }
-        }
+        self.refused = bisect.refused().to_vec();
         Ok(())
     }
 
@@ -344,8 +340,7 @@ impl PgVectorSink {
                 let values: Vec<columns::Value> = columns
                     .iter()
                     .map(|c| columns::value(batch, c, row))
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(ConnectorError::data)?;
+                    .collect::<Result<_>>()?;
                 let mut refs: Vec<&(dyn ToSql + Sync)> =
                     values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
                 refs.push(&epoch_value);
@@ -387,48 +382,42 @@ fn is_data_error(e: &tokio_postgres::Error) -> bool {
 }
 
 #[async_trait::async_trait]
-impl Sink for PgVectorSink {
+impl EpochWriter for PgVectorSink {
+    type Prepared = EpochRows;
+
+    fn service(&self) -> String {
+        format!("PostgreSQL at {}", self.server())
+    }
+
+    fn max_outage(&self) -> std::time::Duration {
+        self.config.max_outage.0
+    }
+
     async fn open(&mut self, committed: Epoch) -> Result<()> {
-        let mut retry = Retry::new(self.config.max_outage.0);
-        loop {
-            match self.prepare(committed).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    self.client = None;
-                    retry
-                        .wait(e, &self.ctx.name, &format!("PostgreSQL at {}", self.server()))
-                        .await?;
-                }
-            }
-        }
+        self.set_up(committed).await
     }
 
-    async fn write(&mut self, _epoch: Epoch, batch: RecordBatch) -> Result<()> {
-        self.pending.push(batch);
-        Ok(())
+    fn prepare(&mut self, _epoch: Epoch, pending: &[RecordBatch]) -> Result<EpochRows> {
+        epoch_rows(pending, &self.config.doc_column)
     }
 
-    async fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut retry = Retry::new(self.config.max_outage.0);
-        loop {
-            let attempt = match self.client().await {
-                Ok(_) => self.write_epoch(epoch).await,
-                Err(e) => Err(e),
-            };
-            match attempt {
-                Ok(()) => break,
-                Err(e) => {
-                    self.client = None;
-                    retry
-                        .wait(e, &self.ctx.name, &format!("PostgreSQL at {}", self.server()))
-                        .await?;
-                }
+    async fn write(&mut self, epoch: Epoch, rows: &EpochRows) -> Result<()> {
+        self.write_epoch(epoch, rows).await
+    }
+
+    async fn reset(&mut self) {
+        self.client = None;
+    }
+
+    async fn written(&mut self, _epoch: Epoch, rows: EpochRows) -> Result<()> {
+        let refused = std::mem::take(&mut self.refused);
+        if !refused.is_empty() {
+            let versions = versions(&rows.batches, &self.config.doc_column);
+            for (doc, why) in refused {
+                let version = versions.get(&doc).cloned().unwrap_or_default();
+                self.ctx.dead_letter(doc, version, why);
             }
         }
-        self.pending.clear();
         Ok(())
     }
 }

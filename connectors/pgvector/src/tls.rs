@@ -8,14 +8,17 @@ use rustls::pki_types::CertificateDer;
 use sluice_connector_sdk::{ConnectorError, Result};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The certificates in the PEM file at `path`, or why there are none.
-pub fn read_ca(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// The certificates in the PEM file at `path`, or why there are none (the
+/// user's to fix: a wrong path or file).
+pub fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let shown = path.display();
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConnectorError::user(format!("cannot read {shown}")).with_source(e))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+        .map_err(|e| ConnectorError::user(format!("{shown} is not a PEM certificate file")).with_source(e))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
+        return Err(ConnectorError::user(format!("{shown} holds no PEM certificate")));
     }
     Ok(certs)
 }
@@ -24,7 +27,7 @@ pub fn read_ca(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>,
 pub fn connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        for cert in read_ca(path).map_err(ConnectorError::user)? {
+        for cert in read_ca(path)? {
             roots
                 .add(cert)
                 .map_err(|e| ConnectorError::user(format!("{}: {e}", path.display())))?;

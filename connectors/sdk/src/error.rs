@@ -77,6 +77,15 @@ impl ConnectorError {
         Self::new(ErrorKind::Internal, false, context)
     }
 
+    /// What went wrong and its cause, without the kind: for a message that
+    /// already says whose it is (a configuration issue, a dead letter).
+    pub fn describe(&self) -> String {
+        match &self.source {
+            Some(s) => format!("{}: {s}", self.context),
+            None => self.context.clone(),
+        }
+    }
+
     /// Attach the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));

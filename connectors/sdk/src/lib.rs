@@ -24,6 +24,9 @@
 //! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
 //!   nearest-neighbour search), so the engine reads every store the same way.
 //! - [`vectors`]: the embedding column's type, and building one from vectors.
+//! - [`writer`]: one buffered, retrying sink ([`writer::BufferedSink`]) for a
+//!   store that implements only its set-up, rollback and epoch write
+//!   ([`writer::EpochWriter`]).
 //! - [`stage`]: the stage traits ([`stage::StageConfig`], [`stage::Transform`],
 //!   [`stage::BufferedTransform`]), so a stage can live in its own crate;
 //!   [`metrics`]: a stage's counters and the series it adds of its own.
@@ -51,6 +54,7 @@ pub mod stage;
 pub mod testkit;
 pub mod units;
 pub mod vectors;
+pub mod writer;
 
 pub use backfill::{BackfillOptions, ListedObject};
 pub use config::{ConfigIssue, InspectTable, Metric, PlanContext, SinkConfig, SourceConfig};

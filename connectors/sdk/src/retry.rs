@@ -25,7 +25,8 @@ impl Retry {
     /// Sleep before the next attempt, or give up with the error to report. Only a
     /// `retryable` error is retried; `service` names the server, e.g. `Redis at ...`.
     pub async fn wait(&mut self, e: ConnectorError, sink: &str, service: &str) -> Result<()> {
-        if !e.retryable {
+        // A zero budget: no outage is ridden out, and the error is the store's own.
+        if !e.retryable || self.budget.is_zero() {
             return Err(e);
         }
         if self.started.elapsed() >= self.budget {
