@@ -333,7 +333,7 @@ pub fn load(pipeline: &Path, state: Option<&Path>) -> crate::Result<crate::plan:
 }
 
 /// `2024-05-01` (midnight UTC) or an RFC 3339 time, as Unix milliseconds.
-fn parse_time(s: &str) -> Result<i64, String> {
+fn parse_time(s: &str) -> Result<i64, ArgError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
@@ -341,13 +341,22 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"))
+        .ok_or_else(|| ArgError::NotTime(s.to_string()))
+}
+
+/// An argument clap could not convert (clap prints it with the flag).
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    #[error("`{0}` is not a date (YYYY-MM-DD) or an RFC 3339 time")]
+    NotTime(String),
+    #[error("`{0}` is not KEY=VALUE")]
+    NotKeyValue(String),
 }
 
 /// `KEY=VALUE`
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+fn parse_key_value(s: &str) -> Result<(String, String), ArgError> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+        .ok_or_else(|| ArgError::NotKeyValue(s.to_string()))
 }

@@ -66,6 +66,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why the daemon is not ready yet (`/readyz`). A count only: `/readyz` is
+/// open, and pipeline names are not.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("the pipeline folder has not been scanned yet")]
+    NotScanned,
+    #[error("{0} pipeline(s) still starting")]
+    Starting(usize),
+}
+
 impl Daemon {
     pub fn new(options: DaemonOptions) -> Arc<Self> {
         Arc::new(Daemon {
@@ -89,9 +99,9 @@ impl Daemon {
     }
 
     /// The folder has been scanned once and no pipeline is still starting.
-    pub fn ready(&self) -> Result<(), String> {
+    pub fn ready(&self) -> Result<(), NotReady> {
         if !self.scanned.load(Ordering::Relaxed) {
-            return Err("the pipeline folder has not been scanned yet".into());
+            return Err(NotReady::NotScanned);
         }
         let starting: Vec<String> = self
             .pipelines()
@@ -103,7 +113,7 @@ impl Daemon {
         if starting.is_empty() {
             Ok(())
         } else {
-            Err(format!("{} pipeline(s) still starting", starting.len()))
+            Err(NotReady::Starting(starting.len()))
         }
     }
 

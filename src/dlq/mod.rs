@@ -116,20 +116,31 @@ pub async fn open_letters(dir: &std::path::Path, log: &EpochLog) -> Result<HashS
     Ok(open)
 }
 
+/// Why a dead-letter file cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("no doc_id column")]
+    NoDocId,
+}
+
 /// Apply one dead-letter file's rows to `open`, in order. Rows apply only
 /// once the whole file has been read.
-fn read_statuses(file: &std::path::Path, open: &mut HashSet<String>) -> std::result::Result<(), String> {
-    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.build())
-        .map_err(|e| e.to_string())?;
+fn read_statuses(file: &std::path::Path, open: &mut HashSet<String>) -> std::result::Result<(), Unreadable> {
+    let f = std::fs::File::open(file)?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
     let mut rows: Vec<(String, bool)> = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch?;
         let docs = batch
             .column_by_name("doc_id")
             .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or("no doc_id column")?;
+            .ok_or(Unreadable::NoDocId)?;
         let status = batch
             .column_by_name("status")
             .and_then(|c| c.as_string_opt::<i32>());

@@ -219,7 +219,7 @@ impl SourceConfig for KafkaSourceConfig {
             SourceMode::ObjectEvents => {
                 for prefix in &self.allow {
                     if let Err(e) = crate::events::check_prefix(prefix) {
-                        issues.push(ConfigIssue::new(Some("allow"), e));
+                        issues.push(ConfigIssue::new(Some("allow"), e.to_string()));
                     }
                 }
             }

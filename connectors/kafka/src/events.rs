@@ -12,6 +12,30 @@ pub enum ObjectEvent {
     Delete { url: String },
 }
 
+/// What is wrong with an event message or a URL in it (the message becomes
+/// a dead letter with this reason), or with an `allow` prefix.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("not an S3 event notification: {0}")]
+    NotNotification(#[source] serde_json::Error),
+    #[error("`url` must be a string: {0}")]
+    UrlNotString(#[source] serde_json::Error),
+    #[error("neither an S3 event notification (`Records`) nor `{{\"url\": ...}}`")]
+    Unknown,
+    #[error("object key `{0}` is not UTF-8 once decoded")]
+    KeyNotUtf8(String),
+    #[error("`{0}` is not a URL like s3://bucket/key")]
+    NotUrl(String),
+    #[error("`{0}` has a `.` or `..` segment")]
+    DotSegment(String),
+    #[error("`{url}` is outside the source's `allow` prefixes ({})", allow.join(", "))]
+    NotAllowed { url: String, allow: Vec<String> },
+    #[error("`{0}` is not a URL prefix; write e.g. s3://bucket/incoming/")]
+    NotPrefix(String),
+}
+
 #[derive(Deserialize)]
 struct Notification {
     #[serde(rename = "Records")]
@@ -48,11 +72,10 @@ struct UrlEvent {
 
 /// Decode one message value into its events. Errors are for the dead-letter
 /// store: they say what is wrong with the message.
-pub fn decode_event(value: &[u8]) -> Result<Vec<ObjectEvent>, String> {
-    let json: serde_json::Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
+pub fn decode_event(value: &[u8]) -> Result<Vec<ObjectEvent>, EventError> {
+    let json: serde_json::Value = serde_json::from_slice(value).map_err(EventError::NotJson)?;
     if json.get("Records").is_some() {
-        let n: Notification =
-            serde_json::from_value(json).map_err(|e| format!("not an S3 event notification: {e}"))?;
+        let n: Notification = serde_json::from_value(json).map_err(EventError::NotNotification)?;
         return n
             .records
             .into_iter()
@@ -67,54 +90,52 @@ pub fn decode_event(value: &[u8]) -> Result<Vec<ObjectEvent>, String> {
             .collect();
     }
     if json.get("url").is_some() {
-        let e: UrlEvent = serde_json::from_value(json).map_err(|e| format!("`url` must be a string: {e}"))?;
+        let e: UrlEvent = serde_json::from_value(json).map_err(EventError::UrlNotString)?;
         if !e.url.contains("://") {
-            return Err(format!("`{}` is not a URL like s3://bucket/key", e.url));
+            return Err(EventError::NotUrl(e.url));
         }
         return Ok(vec![ObjectEvent::Upsert { url: e.url }]);
     }
-    Err("neither an S3 event notification (`Records`) nor `{\"url\": ...}`".into())
+    Err(EventError::Unknown)
 }
 
 /// S3 notifications URL-encode keys, with `+` for a space.
-fn decode_key(key: &str) -> Result<String, String> {
+fn decode_key(key: &str) -> Result<String, EventError> {
     percent_encoding::percent_decode_str(&key.replace('+', " "))
         .decode_utf8()
         .map(|k| k.into_owned())
-        .map_err(|_| format!("object key `{key}` is not UTF-8 once decoded"))
+        .map_err(|_| EventError::KeyNotUtf8(key.to_string()))
 }
 
 /// Whether `url` may be fetched: under one of the `allow` prefixes, with no
 /// `.` or `..` segment that could climb out of it. The reason when not.
-pub fn permitted(url: &str, allow: &[String]) -> Result<(), String> {
+pub fn permitted(url: &str, allow: &[String]) -> Result<(), EventError> {
     let Some((_, rest)) = url.split_once("://") else {
-        return Err(format!("`{url}` is not a URL"));
+        return Err(EventError::NotUrl(url.to_string()));
     };
     if rest.split('/').skip(1).any(|seg| matches!(seg, "." | "..")) {
-        return Err(format!("`{url}` has a `.` or `..` segment"));
+        return Err(EventError::DotSegment(url.to_string()));
     }
     if allow.iter().any(|p| url.starts_with(p.as_str())) {
         Ok(())
     } else {
-        Err(format!(
-            "`{url}` is outside the source's `allow` prefixes ({})",
-            allow.join(", ")
-        ))
+        Err(EventError::NotAllowed {
+            url: url.to_string(),
+            allow: allow.to_vec(),
+        })
     }
 }
 
 /// A prefix for `allow`: `scheme://bucket/...`.
-pub fn check_prefix(prefix: &str) -> Result<(), String> {
+pub fn check_prefix(prefix: &str) -> Result<(), EventError> {
     match prefix.split_once("://") {
         Some((scheme, rest)) if !scheme.is_empty() && !rest.is_empty() => {
             if rest.split('/').any(|seg| matches!(seg, "." | "..")) {
-                return Err(format!("`{prefix}` has a `.` or `..` segment"));
+                return Err(EventError::DotSegment(prefix.to_string()));
             }
             Ok(())
         }
-        _ => Err(format!(
-            "`{prefix}` is not a URL prefix; write e.g. s3://bucket/incoming/"
-        )),
+        _ => Err(EventError::NotPrefix(prefix.to_string())),
     }
 }
 
@@ -149,14 +170,22 @@ mod tests {
                 url: "s3://b/k.txt".into()
             }]
         );
-        assert!(decode_event(b"{oops").unwrap_err().starts_with("not JSON"));
+        assert!(decode_event(b"{oops")
+            .unwrap_err()
+            .to_string()
+            .starts_with("not JSON"));
         assert!(decode_event(br#"{"url": 3}"#)
             .unwrap_err()
+            .to_string()
             .contains("must be a string"));
         assert!(decode_event(br#"{"url": "k.txt"}"#)
             .unwrap_err()
+            .to_string()
             .contains("not a URL"));
-        assert!(decode_event(br#"{"other": 1}"#).unwrap_err().contains("neither"));
+        assert!(decode_event(br#"{"other": 1}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("neither"));
         assert!(decode_event(br#"{"Records": [{"s3": {}}]}"#).is_err());
     }
 

@@ -80,12 +80,20 @@ struct Received {
     timestamp_us: Option<i64>,
 }
 
+/// A header whose name is not UTF-8: the message is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("header {index} has a name that is not UTF-8 ({shown:?})")]
+struct BadHeader {
+    index: usize,
+    shown: String,
+}
+
 /// The message's headers, values read as lossy UTF-8. rdkafka's own accessor
 /// panics on a header name that is not UTF-8 (it unwraps `CStr::to_str`), so
 /// they are read through librdkafka here, and such a message is refused.
 fn read_headers(
     m: &rdkafka::message::BorrowedMessage<'_>,
-) -> std::result::Result<Vec<(String, String)>, String> {
+) -> std::result::Result<Vec<(String, String)>, BadHeader> {
     use rdkafka::bindings as rd;
     let mut list: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka sets `list`
@@ -108,7 +116,7 @@ fn read_headers(
         let name = unsafe { std::ffi::CStr::from_ptr(name) };
         let Ok(name) = name.to_str() else {
             let shown = String::from_utf8_lossy(name.to_bytes()).into_owned();
-            return Err(format!("header {idx} has a name that is not UTF-8 ({shown:?})"));
+            return Err(BadHeader { index: idx, shown });
         };
         let value = if value.is_null() {
             String::new()
@@ -126,7 +134,7 @@ impl Received {
     fn of(m: &rdkafka::message::BorrowedMessage<'_>) -> Self {
         let (headers, defect) = match read_headers(m) {
             Ok(h) => (h, None),
-            Err(e) => (Vec::new(), Some(e)),
+            Err(e) => (Vec::new(), Some(e.to_string())),
         };
         Received {
             topic: m.topic().to_string(),
@@ -414,7 +422,7 @@ impl KafkaSource {
                         slots.push(Slot::Row(DocumentRow::delete(url, version.clone())))
                     }
                     ObjectEvent::Upsert { url } => match crate::events::permitted(&url, &self.config.allow)
-                        .map_err(ConnectorError::user)
+                        .map_err(|e| ConnectorError::user(e.to_string()))
                         .and_then(|()| self.store_for(&url))
                     {
                         Ok((store, path)) => {

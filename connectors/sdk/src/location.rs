@@ -88,12 +88,42 @@ pub fn resolve_with(spec: &str, base_dir: &FsPath, create: bool, opts: &StoreOpt
     })
 }
 
-/// Check a cloud URL and its options without connecting: every problem, as text.
-pub fn check_cloud(spec: &str, opts: &StoreOptions) -> Vec<String> {
+/// Check a cloud URL (the config key `path_key`) and its `storage_options`
+/// without connecting: every problem, under the key to blame.
+pub fn check_cloud(spec: &str, path_key: &'static str, opts: &StoreOptions) -> Vec<crate::ConfigIssue> {
+    let scheme = Url::parse(spec)
+        .map(|u| u.scheme().to_string())
+        .unwrap_or_default();
+    let unknown: Vec<crate::ConfigIssue> = opts
+        .options
+        .keys()
+        .filter(|k| !option_known(&scheme, k))
+        .map(|k| crate::ConfigIssue::new(Some("storage_options"), unknown_option(&scheme, k).to_string()))
+        .collect();
+    if !unknown.is_empty() && CLOUD_SCHEMES.contains(&scheme.as_str()) {
+        return unknown;
+    }
     match cloud(spec, opts) {
         Ok(_) => Vec::new(),
-        Err(e) => vec![e.to_string()],
+        Err(e) => vec![crate::ConfigIssue::new(Some(path_key), e.to_string())],
     }
+}
+
+/// Whether the store of `scheme` knows the option `key`.
+fn option_known(scheme: &str, key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    match scheme {
+        "s3" | "s3a" => key.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok(),
+        "gs" => key.parse::<object_store::gcp::GoogleConfigKey>().is_ok(),
+        "az" | "abfs" | "abfss" | "azure" => key.parse::<object_store::azure::AzureConfigKey>().is_ok(),
+        _ => true,
+    }
+}
+
+fn unknown_option(scheme: &str, key: &str) -> ConnectorError {
+    ConnectorError::user(format!(
+        "storage option `{key}` is not known to the {scheme}:// store"
+    ))
 }
 
 fn cloud(spec: &str, opts: &StoreOptions) -> Result<Location> {
@@ -118,11 +148,7 @@ fn cloud(spec: &str, opts: &StoreOptions) -> Result<Location> {
             .options
             .iter()
             .any(|(k, v)| k.contains("endpoint") && v.starts_with("http://"));
-    let unknown = |k: &str| {
-        ConnectorError::user(format!(
-            "storage option `{k}` is not known to the {scheme}:// store"
-        ))
-    };
+    let unknown = |k: &str| unknown_option(&scheme, k);
     let store: Arc<dyn ObjectStore> = match scheme.as_str() {
         "s3" | "s3a" => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -174,4 +200,33 @@ fn cloud(spec: &str, opts: &StoreOptions) -> Result<Location> {
         url: format!("{scheme}://{bucket}/"),
         remote: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(spec: &str, options: &[(&str, &str)]) -> Vec<(Option<String>, String)> {
+        let opts = StoreOptions {
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            max_outage: None,
+        };
+        check_cloud(spec, "path", &opts)
+            .into_iter()
+            .map(|i| (i.key, i.message))
+            .collect()
+    }
+
+    /// The key to blame comes from what was checked, not from the message.
+    #[test]
+    fn an_unknown_storage_option_blames_storage_options_and_a_bad_url_the_path() {
+        let found = keys("s3://bucket/docs", &[("region", "us-east-1"), ("colour", "blue")]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0.as_deref(), Some("storage_options"));
+        assert!(found[0].1.contains("`colour` is not known to the s3:// store"), "{found:?}");
+
+        let found = keys("ftp://bucket/docs", &[]);
+        assert_eq!(found[0].0.as_deref(), Some("path"), "{found:?}");
+        assert!(keys("s3://bucket/docs", &[("region", "us-east-1")]).is_empty());
+    }
 }

@@ -32,18 +32,35 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// Why a size or a duration in a config or on the command line is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("`{0}` is not a size; write e.g. 10MB, 512KiB or 1048576")]
+    NotSize(String),
+    #[error("unknown size unit `{0}`; use B, KB, KiB, MB, MiB, GB or GiB")]
+    SizeUnit(String),
+    #[error("`{0}` is too large; sizes are at most 1PiB")]
+    TooLarge(String),
+    #[error("`{0}` is not a duration; write e.g. 250ms, 5s, 2m, 1h or 7d")]
+    NotDuration(String),
+    #[error("unknown duration unit `{0}`; use ms, s, m, h or d")]
+    DurationUnit(String),
+    #[error("`{0}` is too long; durations are at most 3650d")]
+    TooLong(String),
+    #[error("`{0}` is zero; give a duration above 0, e.g. 1s")]
+    Zero(String),
+}
+
 /// Parse `10MB`, `10 MiB`, `512k`, `1048576`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size; write e.g. 10MB, 512KiB or 1048576"))?;
+    let num: f64 = num.parse().map_err(|_| UnitError::NotSize(s.to_string()))?;
     if !num.is_finite() {
-        return Err(format!("`{s}` is not a size; write e.g. 10MB, 512KiB or 1048576"));
+        return Err(UnitError::NotSize(s.to_string()));
     }
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -53,15 +70,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}`; use B, KB, KiB, MB, MiB, GB or GiB"
-            ))
-        }
+        other => return Err(UnitError::SizeUnit(other.to_string())),
     };
     let bytes = num * mult as f64;
     if bytes > MAX_SIZE as f64 {
-        return Err(format!("`{s}` is too large; sizes are at most 1PiB"));
+        return Err(UnitError::TooLarge(s.to_string()));
     }
     Ok(bytes as u64)
 }
@@ -74,41 +87,39 @@ pub const MAX_SIZE: u64 = 1 << 50;
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86400);
 
 /// Parse `250ms`, `5s`, `2m`, `1h`, `30` (seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write e.g. 250ms, 5s, 2m, 1h or 7d"))?;
+    let num: f64 = num.parse().map_err(|_| UnitError::NotDuration(s.to_string()))?;
     let secs = match unit.trim() {
         "ms" => num / 1000.0,
         "" | "s" => num,
         "m" | "min" => num * 60.0,
         "h" => num * 3600.0,
         "d" => num * 86400.0,
-        other => return Err(format!("unknown duration unit `{other}`; use ms, s, m, h or d")),
+        other => return Err(UnitError::DurationUnit(other.to_string())),
     };
     match Duration::try_from_secs_f64(secs) {
         Ok(d) if d <= MAX_DURATION => Ok(d),
-        _ => Err(format!("`{s}` is too long; durations are at most 3650d")),
+        _ => Err(UnitError::TooLong(s.to_string())),
     }
 }
 
 /// [`parse_duration`], refusing zero: for intervals and timeouts.
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_positive_duration(s: &str) -> Result<Duration, UnitError> {
     let d = parse_duration(s)?;
     if d.is_zero() {
-        return Err(format!("`{s}` is zero; give a duration above 0, e.g. 1s"));
+        return Err(UnitError::Zero(s.to_string()));
     }
     Ok(d)
 }
 
 struct UnitVisitor<F>(F, &'static str);
 
-impl<'de, T, F: Fn(&str) -> Result<T, String>> Visitor<'de> for UnitVisitor<F> {
+impl<'de, T, F: Fn(&str) -> Result<T, UnitError>> Visitor<'de> for UnitVisitor<F> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.1)

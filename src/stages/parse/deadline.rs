@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::panic_message;
+use super::ParseError;
 
 /// The name of the threads parsers run on (the panic hook keeps their panics quiet).
 pub const THREAD_NAME: &str = "sluice-parser";
@@ -23,14 +23,15 @@ static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 pub fn run<T: Send + 'static>(
     what: &'static str,
     timeout: Duration,
-    parse: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    parse: impl FnOnce() -> Result<T, ParseError> + Send + 'static,
+) -> Result<T, ParseError> {
     use std::sync::atomic::Ordering;
     if RUNNING.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING {
         RUNNING.fetch_sub(1, Ordering::SeqCst);
-        return Err(format!(
-            "{MAX_RUNNING} {what} parsers are still running past their deadline; try again later"
-        ));
+        return Err(ParseError::Busy {
+            parser: what,
+            running: MAX_RUNNING,
+        });
     }
     let (tx, rx) = mpsc::sync_channel(1);
     let spawned = std::thread::Builder::new()
@@ -41,12 +42,18 @@ pub fn run<T: Send + 'static>(
         });
     if let Err(e) = spawned {
         RUNNING.fetch_sub(1, Ordering::SeqCst);
-        return Err(format!("cannot start the {what} parser thread: {e}"));
+        return Err(ParseError::Thread {
+            parser: what,
+            source: e,
+        });
     }
     match rx.recv_timeout(timeout) {
         Ok(Ok(result)) => result,
-        Ok(Err(panic)) => Err(format!("{what} parser panicked: {}", panic_message(&*panic))),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("{what} parser timed out after {timeout:?}")),
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!("{what} parser thread died")),
+        Ok(Err(panic)) => Err(ParseError::panicked(what, &*panic)),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(ParseError::TimedOut {
+            parser: what,
+            timeout,
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(ParseError::ThreadDied { parser: what }),
     }
 }

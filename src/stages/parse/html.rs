@@ -43,7 +43,7 @@ const BLOCK: &[&str] = &[
     "summary",
 ];
 
-pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
+pub fn parse(bytes: &[u8]) -> Result<Parsed, super::ParseError> {
     let src = String::from_utf8_lossy(bytes);
     let doc = Html::parse_document(&src);
     let mut title: Option<String> = None;

@@ -5,7 +5,7 @@ use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 
 use super::{end_block, Parsed};
 
-pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
+pub fn parse(bytes: &[u8]) -> Result<Parsed, super::ParseError> {
     let src = super::text::decode_utf8(bytes)?;
     let mut text = String::with_capacity(src.len());
     let mut title: Option<String> = None;

@@ -6,11 +6,14 @@
 //! null `text`.
 
 mod deadline;
+mod error;
 mod html;
 mod markdown;
 mod pdf;
 mod text;
 pub mod worker;
+
+pub use error::ParseError;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -189,12 +192,12 @@ pub fn install_panic_hook() {
 
 /// Run `f` with parser panics caught.
 fn catch_parser_panic<T>(
-    f: impl FnOnce() -> std::result::Result<T, String>,
-) -> std::result::Result<T, String> {
+    f: impl FnOnce() -> std::result::Result<T, ParseError>,
+) -> std::result::Result<T, ParseError> {
     IN_PARSER.with(|flag| flag.set(true));
     let result = catch_unwind(AssertUnwindSafe(f));
     IN_PARSER.with(|flag| flag.set(false));
-    result.unwrap_or_else(|panic| Err(format!("parser panicked: {}", panic_message(&*panic))))
+    result.unwrap_or_else(|panic| Err(ParseError::panicked("", &*panic)))
 }
 
 /// The text of a panic payload.
@@ -212,10 +215,10 @@ pub fn parse_document(
     config: &ParseConfig,
     content_type: &str,
     bytes: &[u8],
-) -> std::result::Result<(Parsed, Vec<String>), String> {
+) -> std::result::Result<(Parsed, Vec<String>), ParseError> {
     let field = config.json_text_field.as_str();
     let title_field = config.json_title_field.as_deref();
-    let whole = |r: std::result::Result<Parsed, String>| r.map(|p| (p, Vec::new()));
+    let whole = |r: std::result::Result<Parsed, ParseError>| r.map(|p| (p, Vec::new()));
     let mime = content_type.split(';').next().unwrap_or_default().trim();
     match mime {
         "application/pdf" => whole(isolated(worker::Parser::Pdf, bytes, config)),
@@ -224,7 +227,7 @@ pub fn parse_document(
         "text/plain" => whole(text::parse_text(bytes)),
         "application/json" => whole(text::parse_json(bytes, field, title_field)),
         "application/x-ndjson" | "application/jsonl" => Ok(text::parse_jsonl(bytes, field, title_field)),
-        other => Err(format!("unsupported content type `{other}`")),
+        other => Err(ParseError::Unsupported(other.to_string())),
     }
 }
 
@@ -234,7 +237,7 @@ fn isolated(
     parser: worker::Parser,
     bytes: &[u8],
     config: &ParseConfig,
-) -> std::result::Result<Parsed, String> {
+) -> std::result::Result<Parsed, ParseError> {
     if worker::enabled() {
         return worker::parse(parser, bytes, config.timeout.0, config.max_memory.0);
     }
@@ -297,7 +300,7 @@ impl Transform for ParseTransform {
                     titles.append_option(parsed.title.as_deref());
                     parse_ms.append_value(took);
                 }
-                Err(e) => letters.push(self.letter(doc_id, version, e)),
+                Err(e) => letters.push(self.letter(doc_id, version, e.to_string())),
             }
         }
 

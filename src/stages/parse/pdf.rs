@@ -1,16 +1,16 @@
 //! PDF text through `pdf-extract`, which can panic, loop or inflate without
 //! bound on hostile files: it runs isolated (see [`super::worker`]).
 
-use super::Parsed;
+use super::{ParseError, Parsed};
 
 /// Extract the text, in this process: callers isolate it.
-pub fn extract(bytes: &[u8]) -> Result<Parsed, String> {
+pub fn extract(bytes: &[u8]) -> Result<Parsed, ParseError> {
     pdf_extract::extract_text_from_mem(bytes)
         .map(|text| Parsed {
             text: tidy(&text),
             title: None,
         })
-        .map_err(|e| format!("PDF: {e}"))
+        .map_err(ParseError::Pdf)
 }
 
 /// pdf-extract emits many blank lines; keep paragraphs, drop runs of empties.

@@ -19,7 +19,9 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn parse(ctype: &str, bytes: &[u8]) -> Result<Parsed, String> {
-    parse_document(&ParseConfig::default(), ctype, bytes).map(|(p, _)| p)
+    parse_document(&ParseConfig::default(), ctype, bytes)
+        .map(|(p, _)| p)
+        .map_err(|e| e.to_string())
 }
 
 #[test]

@@ -2,22 +2,18 @@
 
 use serde_json::Value;
 
-use super::Parsed;
+use super::{ParseError, Parsed};
 
 /// Strict UTF-8 (a leading BOM is dropped). Invalid bytes are an error that says
 /// where, rather than silently replaced.
-pub fn decode_utf8(bytes: &[u8]) -> Result<String, String> {
+pub fn decode_utf8(bytes: &[u8]) -> Result<String, ParseError> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(s.to_string()),
-        Err(e) => Err(format!(
-            "not valid UTF-8: invalid byte at offset {}",
-            e.valid_up_to()
-        )),
-    }
+    std::str::from_utf8(bytes)
+        .map(str::to_string)
+        .map_err(ParseError::NotUtf8)
 }
 
-pub fn parse_text(bytes: &[u8]) -> Result<Parsed, String> {
+pub fn parse_text(bytes: &[u8]) -> Result<Parsed, ParseError> {
     Ok(Parsed {
         text: decode_utf8(bytes)?,
         title: None,
@@ -29,10 +25,10 @@ fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(v, |v, key| v.get(key))
 }
 
-fn field_text(v: &Value, path: &str) -> Result<String, String> {
+fn field_text(v: &Value, path: &str) -> Result<String, ParseError> {
     match field(v, path) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Null) | None => Err(format!("no field `{path}`")),
+        Some(Value::Null) | None => Err(ParseError::NoField(path.to_string())),
         Some(other) => Ok(other.to_string()),
     }
 }
@@ -45,14 +41,19 @@ fn title_of(v: &Value, title_field: Option<&str>) -> Option<String> {
 }
 
 /// A JSON object, or an array of objects, whose `text_field` holds the text.
-pub fn parse_json(bytes: &[u8], text_field: &str, title_field: Option<&str>) -> Result<Parsed, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+pub fn parse_json(bytes: &[u8], text_field: &str, title_field: Option<&str>) -> Result<Parsed, ParseError> {
+    let v: Value = serde_json::from_slice(bytes)?;
     match &v {
         Value::Array(items) => {
-            let texts: Result<Vec<String>, String> = items
+            let texts: Result<Vec<String>, ParseError> = items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| field_text(item, text_field).map_err(|e| format!("item {i}: {e}")))
+                .map(|(i, item)| {
+                    field_text(item, text_field).map_err(|e| ParseError::Item {
+                        index: i,
+                        source: Box::new(e),
+                    })
+                })
                 .collect();
             let title = items.first().and_then(|i| title_of(i, title_field));
             Ok(Parsed {
@@ -78,7 +79,7 @@ pub fn parse_jsonl(bytes: &[u8], text_field: &str, title_field: Option<&str>) ->
             continue;
         }
         let parsed = serde_json::from_slice::<Value>(line)
-            .map_err(|e| format!("invalid JSON: {e}"))
+            .map_err(ParseError::from)
             .and_then(|v| {
                 title = title.take().or_else(|| title_of(&v, title_field));
                 field_text(&v, text_field)
@@ -105,7 +106,7 @@ mod tests {
     fn text_rejects_invalid_utf8_with_offset() {
         assert_eq!(parse_text(b"\xef\xbb\xbfhello").unwrap().text, "hello");
         assert_eq!(
-            parse_text(b"ab\xffcd").unwrap_err(),
+            parse_text(b"ab\xffcd").unwrap_err().to_string(),
             "not valid UTF-8: invalid byte at offset 2"
         );
     }
@@ -117,7 +118,7 @@ mod tests {
         let p = parse_json(br#"[{"text": "a"}, {"text": "b"}]"#, "text", None).unwrap();
         assert_eq!(p.text, "a\n\nb");
         assert_eq!(
-            parse_json(br#"{"x": 1}"#, "text", None).unwrap_err(),
+            parse_json(br#"{"x": 1}"#, "text", None).unwrap_err().to_string(),
             "no field `text`"
         );
     }

@@ -29,7 +29,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::Parsed;
+use super::{ParseError, Parsed};
 
 /// The argument that starts a worker instead of the CLI.
 pub const WORKER_ARG: &str = "__parse-worker";
@@ -65,7 +65,7 @@ impl Parser {
     }
 
     /// Run the parser here, in this process.
-    pub fn parse(self, bytes: &[u8]) -> Result<Parsed, String> {
+    pub fn parse(self, bytes: &[u8]) -> Result<Parsed, ParseError> {
         match self {
             Parser::Pdf => super::pdf::extract(bytes),
             Parser::Html => super::html::parse(bytes),
@@ -125,8 +125,17 @@ fn write_frame(w: &mut impl Write, tag: u8, body: &[u8]) -> std::io::Result<()> 
     w.flush()
 }
 
-fn spawn(max_memory: u64) -> Result<Worker, String> {
-    let exe = EXECUTABLE.get().ok_or("no worker executable")?;
+fn start_failed(what: impl Into<String>, source: Option<std::io::Error>) -> ParseError {
+    ParseError::WorkerStart {
+        what: what.into(),
+        source,
+    }
+}
+
+fn spawn(max_memory: u64) -> Result<Worker, ParseError> {
+    let exe = EXECUTABLE
+        .get()
+        .ok_or_else(|| start_failed("no worker executable", None))?;
     let mut child = Command::new(exe)
         .arg(WORKER_ARG)
         .arg(max_memory.to_string())
@@ -134,10 +143,11 @@ fn spawn(max_memory: u64) -> Result<Worker, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start a parser worker ({}): {e}", exe.display()))?;
-    let stdin = child.stdin.take().ok_or("worker has no stdin")?;
-    let mut stdout = child.stdout.take().ok_or("worker has no stdout")?;
-    let mut err = child.stderr.take().ok_or("worker has no stderr")?;
+        .map_err(|e| start_failed(format!("{}: {e}", exe.display()), Some(e)))?;
+    let pipe = |what: &str| start_failed(format!("the worker has no {what}"), None);
+    let stdin = child.stdin.take().ok_or_else(|| pipe("stdin"))?;
+    let mut stdout = child.stdout.take().ok_or_else(|| pipe("stdout"))?;
+    let mut err = child.stderr.take().ok_or_else(|| pipe("stderr"))?;
     let (tx, answers) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("sluice-parse-io".into())
@@ -148,7 +158,7 @@ fn spawn(max_memory: u64) -> Result<Worker, String> {
                 return;
             }
         })
-        .map_err(|e| format!("cannot start a worker reader: {e}"))?;
+        .map_err(|e| start_failed(format!("its reader: {e}"), Some(e)))?;
     let stderr = Arc::new(Mutex::new(String::new()));
     let tail = stderr.clone();
     std::thread::Builder::new()
@@ -170,7 +180,7 @@ fn spawn(max_memory: u64) -> Result<Worker, String> {
                 }
             }
         })
-        .map_err(|e| format!("cannot start a worker reader: {e}"))?;
+        .map_err(|e| start_failed(format!("its reader: {e}"), Some(e)))?;
     let mut worker = Worker {
         child,
         stdin,
@@ -179,41 +189,39 @@ fn spawn(max_memory: u64) -> Result<Worker, String> {
     };
     match worker.answers.recv_timeout(START_TIMEOUT) {
         Ok(Ok((READY, _))) => Ok(worker),
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            Err(format!("a parser worker did not start within {START_TIMEOUT:?}"))
-        }
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(ParseError::WorkerSlow(START_TIMEOUT)),
         _ => Err(death("a new", &mut worker, max_memory)),
     }
 }
 
 /// Why a worker that stopped answering is gone, in a user's words.
-fn death(what: &str, w: &mut Worker, max_memory: u64) -> String {
+fn death(what: &str, w: &mut Worker, max_memory: u64) -> ParseError {
     let status = w.child.wait().ok();
     // Give the stderr reader a moment to collect the last words.
     std::thread::sleep(Duration::from_millis(20));
     let said = w.stderr.lock().map(|s| s.clone()).unwrap_or_default();
     let memory = sluice_connector_sdk::ByteSize(max_memory);
+    let parser = what.to_string();
+    // What the Rust runtime prints as it aborts is all a dead process leaves.
     if said.contains("memory allocation") || said.contains("capacity overflow") {
-        format!("{what} parser ran out of memory (over max_memory {memory}): the document expands too far")
+        ParseError::OutOfMemory { parser, memory }
     } else if said.contains("overflowed its stack") {
-        format!("{what} parser overflowed its stack: the document nests too deeply")
+        ParseError::StackOverflow { parser }
     } else {
         let last = said.lines().last().unwrap_or("").trim().to_string();
-        let status = status
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "no status".into());
-        let said = if last.is_empty() {
-            String::new()
-        } else {
-            format!(": {last}")
-        };
-        format!("{what} parser crashed ({status}){said}")
+        ParseError::Crashed {
+            parser,
+            status: status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "no status".into()),
+            said: (!last.is_empty()).then_some(last),
+        }
     }
 }
 
 /// Parse `bytes` with `parser` in a worker process capped at `max_memory`,
 /// stopped after `timeout`. Every failure is the document's, as a message.
-pub fn parse(parser: Parser, bytes: &[u8], timeout: Duration, max_memory: u64) -> Result<Parsed, String> {
+pub fn parse(parser: Parser, bytes: &[u8], timeout: Duration, max_memory: u64) -> Result<Parsed, ParseError> {
     let what = parser.name();
     let pooled = idle()
         .lock()
@@ -243,7 +251,10 @@ pub fn parse(parser: Parser, bytes: &[u8], timeout: Duration, max_memory: u64) -
         }
         // Dropping the worker kills it: nothing of the parse is left running.
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            return Err(format!("{what} parser timed out after {timeout:?}"));
+            return Err(ParseError::TimedOut {
+                parser: what,
+                timeout,
+            });
         }
     };
     if let Ok(mut m) = idle().lock() {
@@ -255,8 +266,8 @@ pub fn parse(parser: Parser, bytes: &[u8], timeout: Duration, max_memory: u64) -
     match answer {
         (0, body) => serde_json::from_slice::<(String, Option<String>)>(&body)
             .map(|(text, title)| Parsed { text, title })
-            .map_err(|e| format!("{what} parser worker answered garbage: {e}")),
-        (_, body) => Err(String::from_utf8_lossy(&body).into_owned()),
+            .map_err(|source| ParseError::Garbage { parser: what, source }),
+        (_, body) => Err(ParseError::Worker(String::from_utf8_lossy(&body).into_owned())),
     }
 }
 
@@ -278,14 +289,14 @@ pub fn main(max_memory: &str) -> i32 {
         };
         let result = match Parser::from_byte(tag) {
             Some(p) => super::catch_parser_panic(|| p.parse(&body)),
-            None => Err(format!("unknown parser {tag}")),
+            None => Err(ParseError::UnknownParser(tag)),
         };
         let written = match result {
             Ok(parsed) => {
                 let json = serde_json::to_vec(&(parsed.text, parsed.title)).unwrap_or_default();
                 write_frame(&mut output, 0, &json)
             }
-            Err(e) => write_frame(&mut output, 1, e.as_bytes()),
+            Err(e) => write_frame(&mut output, 1, e.to_string().as_bytes()),
         };
         if written.is_err() {
             return 0;

@@ -130,14 +130,9 @@ impl SourceConfig for FilesSourceConfig {
             issues.push(ConfigIssue::new(Some("read_concurrency"), "must be at least 1"));
         }
         if cloud_scheme(&self.path).is_some() {
-            for e in check_cloud(&self.path, &self.store_options()) {
-                let key = if e.contains("storage option") {
-                    "storage_options"
-                } else {
-                    "path"
-                };
+            for issue in check_cloud(&self.path, "path", &self.store_options()) {
                 issues.push(
-                    ConfigIssue::new(Some(key), e).with_hint(
+                    issue.with_hint(
                         "credentials come from AWS_*/GOOGLE_*/AZURE_* variables or storage_options",
                     ),
                 );

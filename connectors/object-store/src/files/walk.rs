@@ -153,13 +153,13 @@ impl Walker<'_> {
 
     /// The object path object_store's local store gives `path` (so its reads
     /// find it, and doc_ids stay what they were).
-    fn object_path(&self, path: &Path) -> Result<ObjectPath, String> {
-        let url = Url::from_file_path(path).map_err(|_| "not an absolute path".to_string())?;
+    fn object_path(&self, path: &Path) -> Result<ObjectPath, NameError> {
+        let url = Url::from_file_path(path).map_err(|_| NameError::NotAbsolute)?;
         let rel = url
             .path()
             .strip_prefix(self.root_url.path())
-            .ok_or_else(|| "outside the source folder".to_string())?;
-        ObjectPath::from_url_path(rel).map_err(|e| e.to_string())
+            .ok_or(NameError::Outside)?;
+        Ok(ObjectPath::from_url_path(rel)?)
     }
 
     fn refuse(&mut self, path: &Path, meta: Option<&fs::Metadata>, error: String) {
@@ -187,6 +187,17 @@ fn is_upload_leftover(path: &ObjectPath) -> bool {
     path.filename()
         .and_then(|f| f.rsplit_once('#'))
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Why a file's name cannot be an object path (the file is a dead letter).
+#[derive(Debug, thiserror::Error)]
+enum NameError {
+    #[error("not an absolute path")]
+    NotAbsolute,
+    #[error("outside the source folder")]
+    Outside,
+    #[error(transparent)]
+    Path(#[from] object_store::path::Error),
 }
 
 #[cfg(test)]
