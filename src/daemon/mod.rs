@@ -52,18 +52,22 @@ struct RateWindow {
     count: u64,
 }
 
-pub struct Daemon {
-    options: DaemonOptions,
-    pipelines: Mutex<BTreeMap<String, Arc<PipelineHandle>>>,
-    supervisors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    files: Mutex<BTreeMap<PathBuf, FileEntry>>,
-    rates: Mutex<BTreeMap<String, RateWindow>>,
-    scanned: AtomicBool,
-    pub started: Instant,
+/// What the daemon knows, under one lock. Every use takes it for one
+/// statement; nothing that waits (a scan, a plan's compilation, a
+/// supervisor) runs while it is held.
+#[derive(Default)]
+struct Registry {
+    pipelines: BTreeMap<String, Arc<PipelineHandle>>,
+    supervisors: Vec<tokio::task::JoinHandle<()>>,
+    files: BTreeMap<PathBuf, FileEntry>,
+    rates: BTreeMap<String, RateWindow>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+pub struct Daemon {
+    options: DaemonOptions,
+    registry: Mutex<Registry>,
+    scanned: AtomicBool,
+    pub started: Instant,
 }
 
 /// Why the daemon is not ready yet (`/readyz`). A count only: `/readyz` is
@@ -80,22 +84,23 @@ impl Daemon {
     pub fn new(options: DaemonOptions) -> Arc<Self> {
         Arc::new(Daemon {
             options,
-            pipelines: Mutex::new(BTreeMap::new()),
-            supervisors: Mutex::new(Vec::new()),
-            files: Mutex::new(BTreeMap::new()),
-            rates: Mutex::new(BTreeMap::new()),
+            registry: Mutex::new(Registry::default()),
             scanned: AtomicBool::new(false),
             started: Instant::now(),
         })
     }
 
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Every pipeline, by name.
     pub fn pipelines(&self) -> Vec<Arc<PipelineHandle>> {
-        lock(&self.pipelines).values().cloned().collect()
+        self.registry().pipelines.values().cloned().collect()
     }
 
     pub fn pipeline(&self, name: &str) -> Option<Arc<PipelineHandle>> {
-        lock(&self.pipelines).get(name).cloned()
+        self.registry().pipelines.get(name).cloned()
     }
 
     /// The folder has been scanned once and no pipeline is still starting.
@@ -125,7 +130,12 @@ impl Daemon {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.scan();
+                    // Reading files and compiling plans (a model loads at plan
+                    // time) blocks: off the async threads.
+                    let daemon = self.clone();
+                    if let Err(e) = tokio::task::spawn_blocking(move || daemon.scan()).await {
+                        tracing::error!("the folder scan failed: {e}");
+                    }
                     self.sample_rates();
                 }
                 _ = shutdown.changed() => break,
@@ -142,7 +152,7 @@ impl Daemon {
         for p in self.pipelines() {
             p.send(Command::Stop);
         }
-        let tasks = std::mem::take(&mut *lock(&self.supervisors));
+        let tasks = std::mem::take(&mut self.registry().supervisors);
         for t in tasks {
             let _ = t.await;
         }
@@ -157,7 +167,9 @@ impl Daemon {
                 return;
             }
         };
-        let gone: Vec<PathBuf> = lock(&self.files)
+        let gone: Vec<PathBuf> = self
+            .registry()
+            .files
             .keys()
             .filter(|f| !found.contains(f))
             .cloned()
@@ -170,7 +182,7 @@ impl Daemon {
                 continue; // being replaced; the next scan sees it
             };
             let hash = blake3::hash(&bytes);
-            if lock(&self.files).get(&file).is_some_and(|e| e.hash == hash) {
+            if self.registry().files.get(&file).is_some_and(|e| e.hash == hash) {
                 continue;
             }
             self.changed(&file, hash);
@@ -179,26 +191,28 @@ impl Daemon {
     }
 
     fn removed(&self, file: &Path) {
-        let Some(entry) = lock(&self.files).remove(file) else {
+        let Some(entry) = self.registry().files.remove(file) else {
             return;
         };
-        let handle = lock(&self.pipelines).get(&entry.name).cloned();
+        let handle = self.registry().pipelines.get(&entry.name).cloned();
         if let Some(h) = handle {
             tracing::info!(pipeline = %entry.name, "{} was deleted: stopping", file.display());
             if !h.send(Command::Stop) {
                 // Never ran: just forget it.
-                lock(&self.pipelines).remove(&entry.name);
+                self.registry().pipelines.remove(&entry.name);
             }
         }
     }
 
     fn changed(&self, file: &Path, hash: blake3::Hash) {
-        let previous = lock(&self.files).get(file).map(|e| e.name.clone());
+        let previous = self.registry().files.get(file).map(|e| e.name.clone());
         match crate::spec::load_file(file) {
             Ok(plan) => {
                 let plan = plan.with_state_root(&self.options.state);
                 let name = plan.name.clone();
-                let owner = lock(&self.files)
+                let owner = self
+                    .registry()
+                    .files
                     .iter()
                     .find(|(f, e)| e.name == name && f.as_path() != file)
                     .map(|(f, _)| f.clone());
@@ -216,14 +230,16 @@ impl Daemon {
                     self.removed(file);
                     tracing::info!(pipeline = %old, "renamed to `{name}`");
                 }
-                lock(&self.files).insert(
+                self.registry().files.insert(
                     file.to_path_buf(),
                     FileEntry {
                         hash,
                         name: name.clone(),
                     },
                 );
-                let current = lock(&self.pipelines)
+                let current = self
+                    .registry()
+                    .pipelines
                     .get(&name)
                     .filter(|h| h.is_supervised())
                     .cloned();
@@ -244,8 +260,8 @@ impl Daemon {
         let name = plan.name.clone();
         tracing::info!(pipeline = %name, "starting {}", file.display());
         let (handle, task) = PipelineHandle::start(plan, file.to_path_buf(), self.options.backoff);
-        lock(&self.pipelines).insert(name, handle);
-        lock(&self.supervisors).push(task);
+        self.registry().pipelines.insert(name, handle);
+        self.registry().supervisors.push(task);
     }
 
     /// The file does not hold a valid pipeline: a running version keeps
@@ -254,7 +270,7 @@ impl Daemon {
         tracing::error!("{} is not a valid pipeline; {}", file.display(), errors);
         let running = previous
             .as_ref()
-            .and_then(|n| lock(&self.pipelines).get(n).cloned())
+            .and_then(|n| self.registry().pipelines.get(n).cloned())
             .filter(|h| h.plan().is_some() && h.status().state != State::Stopped);
         let name = match running {
             Some(h) => {
@@ -264,19 +280,23 @@ impl Daemon {
             None => {
                 let name = previous.unwrap_or_else(|| file_stem(file));
                 let handle = PipelineHandle::invalid(name.clone(), file.to_path_buf(), errors);
-                lock(&self.pipelines).insert(name.clone(), handle);
+                self.registry().pipelines.insert(name.clone(), handle);
                 name
             }
         };
-        lock(&self.files).insert(file.to_path_buf(), FileEntry { hash, name });
+        self.registry()
+            .files
+            .insert(file.to_path_buf(), FileEntry { hash, name });
     }
 
     /// The rate a stage asks for (`OwnMetrics::rate`, embeddings for the
     /// embed stage) of each pipeline, over windows of at least 5 s.
     fn sample_rates(&self) {
         let now = Instant::now();
-        let mut rates = lock(&self.rates);
-        for p in self.pipelines() {
+        let pipelines = self.pipelines();
+        let mut registry = self.registry();
+        let rates = &mut registry.rates;
+        for p in pipelines {
             let count: u64 = p
                 .metrics()
                 .stages

@@ -5,9 +5,10 @@
 
 use std::fmt::Write;
 
-use super::supervisor::State;
+use super::supervisor::{State, Status};
 use super::Daemon;
-use crate::telemetry::metrics::SeriesKind;
+use crate::telemetry::metrics::{SeriesKind, StageMetrics};
+use crate::telemetry::PipelineMetrics;
 
 struct Family {
     name: &'static str,
@@ -96,148 +97,17 @@ pub fn render(daemon: &Daemon) -> String {
         daemon.started.elapsed().as_secs_f64(),
     );
     for p in daemon.pipelines() {
-        let s = p.status();
         let m = p.metrics();
         let pl = p.name.as_str();
-        let state = serde_json::to_value(s.state)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        f.gauge(
-            "sluice_pipeline_state",
-            "1 for the state the pipeline is in.",
-            &[("pipeline", pl), ("state", &state)],
-            1.0,
-        );
-        f.gauge(
-            "sluice_pipeline_running",
-            "1 while the pipeline runs.",
-            &[("pipeline", pl)],
-            f64::from(u8::from(s.state == State::Running)),
-        );
-        f.gauge(
-            "sluice_pipeline_config_errors",
-            "1 when the pipeline's file holds a version that was refused.",
-            &[("pipeline", pl)],
-            f64::from(u8::from(s.config_errors.is_some())),
-        );
-        f.counter(
-            "sluice_pipeline_restarts_total",
-            "Runs started again after a failure.",
-            &[("pipeline", pl)],
-            s.restarts,
-        );
-        f.counter(
-            "sluice_pipeline_reloads_total",
-            "New versions of the file taken up.",
-            &[("pipeline", pl)],
-            s.reloads,
-        );
-        f.gauge(
-            "sluice_epoch_committed",
-            "The last checkpointed epoch.",
-            &[("pipeline", pl)],
-            m.last_committed_epoch.get() as f64,
-        );
-        let last = m.last_checkpoint_ms.get();
-        if last > 0 {
-            f.gauge(
-                "sluice_checkpoint_age_seconds",
-                "Seconds since the last checkpoint was written.",
-                &[("pipeline", pl)],
-                now_ms.saturating_sub(last) as f64 / 1e3,
-            );
-            f.gauge(
-                "sluice_checkpoint_duration_seconds",
-                "How long writing the last checkpoint took.",
-                &[("pipeline", pl)],
-                m.checkpoint_duration_us.get() as f64 / 1e6,
-            );
-        }
-        f.counter(
-            "sluice_source_rows_total",
-            "Documents the source emitted.",
-            &[("pipeline", pl)],
-            m.source_rows.get(),
-        );
-        f.counter(
-            "sluice_source_bytes_total",
-            "Arrow bytes the source emitted.",
-            &[("pipeline", pl)],
-            m.source_bytes.get(),
-        );
-        if let Some(lag) = m.source_lag.get() {
-            f.gauge(
-                "sluice_kafka_consumer_lag",
-                "Messages between the consumer's position and the end of its partitions.",
-                &[("pipeline", pl)],
-                lag as f64,
-            );
-        }
-        f.counter(
-            "sluice_dead_letters_total",
-            "Documents sent to the dead-letter store.",
-            &[("pipeline", pl)],
-            m.dead_letters.get(),
-        );
+        status_series(&mut f, pl, &p.status());
+        progress_series(&mut f, pl, &m, now_ms);
         let bounds = p.plan().map(|p| p.channels).unwrap_or_default();
         let fill = |name: String| {
             m.channel(&name)
                 .map(|c| c.fill(bounds.max_rows, bounds.max_bytes))
         };
         for st in &m.stages {
-            let l = [("pipeline", pl), ("stage", st.name.as_str())];
-            f.counter(
-                "sluice_stage_rows_in_total",
-                "Rows into the stage.",
-                &l,
-                st.rows_in.get(),
-            );
-            f.counter(
-                "sluice_stage_rows_out_total",
-                "Rows out of the stage.",
-                &l,
-                st.rows_out.get(),
-            );
-            f.counter(
-                "sluice_stage_bytes_out_total",
-                "Arrow bytes out of the stage.",
-                &l,
-                st.bytes_out.get(),
-            );
-            f.counter(
-                "sluice_stage_batches_total",
-                "Batches into the stage.",
-                &l,
-                st.batches.get(),
-            );
-            f.add(
-                "sluice_stage_busy_seconds_total",
-                "counter",
-                "Time spent in the stage's code.",
-                &l,
-                st.busy_us.get() as f64 / 1e6,
-            );
-            f.counter(
-                "sluice_stage_dead_letters_total",
-                "Documents the stage gave up on.",
-                &l,
-                st.dead_letters.get(),
-            );
-            if let Some(fill) = fill(format!("stage:{}", st.name)) {
-                f.gauge(
-                    "sluice_stage_queue_fill",
-                    "How full the stage's input channel is (0 to 1, rows or bytes).",
-                    &l,
-                    fill,
-                );
-            }
-            for sample in st.own().map(|o| o.samples()).unwrap_or_default() {
-                match sample.kind {
-                    SeriesKind::Counter => f.counter(sample.name, sample.help, &l, sample.value as u64),
-                    SeriesKind::Gauge => f.gauge(sample.name, sample.help, &l, sample.value),
-                }
-            }
+            stage_series(&mut f, pl, st, fill(format!("stage:{}", st.name)));
         }
         // A rate a stage asks for, over the daemon's window (see `Daemon::tick`).
         let rate = m.stages.iter().find_map(|s| s.own().and_then(|o| o.rate()));
@@ -245,6 +115,7 @@ pub fn render(daemon: &Daemon) -> String {
             f.gauge(series.name, series.help, &[("pipeline", pl)], p.rate());
         }
         for (sink, rows) in &m.sinks {
+            let fill = fill(format!("sink:{sink}"));
             let l = [("pipeline", pl), ("sink", sink.as_str())];
             f.counter(
                 "sluice_sink_rows_total",
@@ -252,7 +123,7 @@ pub fn render(daemon: &Daemon) -> String {
                 &l,
                 rows.get(),
             );
-            if let Some(fill) = fill(format!("sink:{sink}")) {
+            if let Some(fill) = fill {
                 f.gauge(
                     "sluice_sink_queue_fill",
                     "How full the sink's input channel is.",
@@ -263,6 +134,151 @@ pub fn render(daemon: &Daemon) -> String {
         }
     }
     f.render()
+}
+
+/// The supervisor's view: state, config errors, restarts, reloads.
+fn status_series(f: &mut Families, pl: &str, s: &Status) {
+    let state = serde_json::to_value(s.state)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    f.gauge(
+        "sluice_pipeline_state",
+        "1 for the state the pipeline is in.",
+        &[("pipeline", pl), ("state", &state)],
+        1.0,
+    );
+    f.gauge(
+        "sluice_pipeline_running",
+        "1 while the pipeline runs.",
+        &[("pipeline", pl)],
+        f64::from(u8::from(s.state == State::Running)),
+    );
+    f.gauge(
+        "sluice_pipeline_config_errors",
+        "1 when the pipeline's file holds a version that was refused.",
+        &[("pipeline", pl)],
+        f64::from(u8::from(s.config_errors.is_some())),
+    );
+    f.counter(
+        "sluice_pipeline_restarts_total",
+        "Runs started again after a failure.",
+        &[("pipeline", pl)],
+        s.restarts,
+    );
+    f.counter(
+        "sluice_pipeline_reloads_total",
+        "New versions of the file taken up.",
+        &[("pipeline", pl)],
+        s.reloads,
+    );
+}
+
+/// Checkpoints, the source and the dead-letter store.
+fn progress_series(f: &mut Families, pl: &str, m: &PipelineMetrics, now_ms: u64) {
+    f.gauge(
+        "sluice_epoch_committed",
+        "The last checkpointed epoch.",
+        &[("pipeline", pl)],
+        m.last_committed_epoch.get() as f64,
+    );
+    let last = m.last_checkpoint_ms.get();
+    if last > 0 {
+        f.gauge(
+            "sluice_checkpoint_age_seconds",
+            "Seconds since the last checkpoint was written.",
+            &[("pipeline", pl)],
+            now_ms.saturating_sub(last) as f64 / 1e3,
+        );
+        f.gauge(
+            "sluice_checkpoint_duration_seconds",
+            "How long writing the last checkpoint took.",
+            &[("pipeline", pl)],
+            m.checkpoint_duration_us.get() as f64 / 1e6,
+        );
+    }
+    f.counter(
+        "sluice_source_rows_total",
+        "Documents the source emitted.",
+        &[("pipeline", pl)],
+        m.source_rows.get(),
+    );
+    f.counter(
+        "sluice_source_bytes_total",
+        "Arrow bytes the source emitted.",
+        &[("pipeline", pl)],
+        m.source_bytes.get(),
+    );
+    if let Some(lag) = m.source_lag.get() {
+        f.gauge(
+            "sluice_kafka_consumer_lag",
+            "Messages between the consumer's position and the end of its partitions.",
+            &[("pipeline", pl)],
+            lag as f64,
+        );
+    }
+    f.counter(
+        "sluice_dead_letters_total",
+        "Documents sent to the dead-letter store.",
+        &[("pipeline", pl)],
+        m.dead_letters.get(),
+    );
+}
+
+/// Every stage's counters, its queue fill, and the series it adds of its own.
+fn stage_series(f: &mut Families, pl: &str, st: &StageMetrics, fill: Option<f64>) {
+    let l = [("pipeline", pl), ("stage", st.name.as_str())];
+    f.counter(
+        "sluice_stage_rows_in_total",
+        "Rows into the stage.",
+        &l,
+        st.rows_in.get(),
+    );
+    f.counter(
+        "sluice_stage_rows_out_total",
+        "Rows out of the stage.",
+        &l,
+        st.rows_out.get(),
+    );
+    f.counter(
+        "sluice_stage_bytes_out_total",
+        "Arrow bytes out of the stage.",
+        &l,
+        st.bytes_out.get(),
+    );
+    f.counter(
+        "sluice_stage_batches_total",
+        "Batches into the stage.",
+        &l,
+        st.batches.get(),
+    );
+    f.add(
+        "sluice_stage_busy_seconds_total",
+        "counter",
+        "Time spent in the stage's code.",
+        &l,
+        st.busy_us.get() as f64 / 1e6,
+    );
+    f.counter(
+        "sluice_stage_dead_letters_total",
+        "Documents the stage gave up on.",
+        &l,
+        st.dead_letters.get(),
+    );
+    if let Some(fill) = fill {
+        f.gauge(
+            "sluice_stage_queue_fill",
+            "How full the stage's input channel is (0 to 1, rows or bytes).",
+            &l,
+            fill,
+        );
+    }
+    for sample in st.own().map(|o| o.samples()).unwrap_or_default() {
+        match sample.kind {
+            SeriesKind::Counter => f.counter(sample.name, sample.help, &l, sample.value as u64),
+            SeriesKind::Gauge => f.gauge(sample.name, sample.help, &l, sample.value),
+        }
+    }
 }
 
 #[cfg(test)]

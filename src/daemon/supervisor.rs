@@ -88,13 +88,20 @@ impl Backoff {
 /// and the plan it runs. The supervisor writes; the API and the daemon read.
 pub struct PipelineHandle {
     pub name: String,
-    status: Mutex<Status>,
-    metrics: Mutex<Arc<PipelineMetrics>>,
-    plan: Mutex<Option<Arc<Plan>>>,
+    /// Status, metrics and plan change together, under one lock.
+    shared: Mutex<Shared>,
     commands: Option<mpsc::UnboundedSender<Command>>,
     /// The rate a stage asks for (`OwnMetrics::rate`) over the last sampling
     /// window, per second, as f64 bits.
     rate: std::sync::atomic::AtomicU64,
+}
+
+struct Shared {
+    status: Status,
+    /// The metrics of the current (or last) run.
+    metrics: Arc<PipelineMetrics>,
+    /// The version running (or last run); None while the file was never valid.
+    plan: Option<Arc<Plan>>,
 }
 
 impl PipelineHandle {
@@ -102,17 +109,19 @@ impl PipelineHandle {
     pub fn invalid(name: String, file: PathBuf, errors: String) -> Arc<Self> {
         Arc::new(PipelineHandle {
             name,
-            status: Mutex::new(Status {
-                state: State::Invalid,
-                file,
-                restarts: 0,
-                reloads: 0,
-                last_error: None,
-                config_errors: Some(errors),
-                retry_at: None,
+            shared: Mutex::new(Shared {
+                status: Status {
+                    state: State::Invalid,
+                    file,
+                    restarts: 0,
+                    reloads: 0,
+                    last_error: None,
+                    config_errors: Some(errors),
+                    retry_at: None,
+                },
+                metrics: Arc::new(PipelineMetrics::default()),
+                plan: None,
             }),
-            metrics: Mutex::new(Arc::new(PipelineMetrics::default())),
-            plan: Mutex::new(None),
             commands: None,
             rate: Default::default(),
         })
@@ -124,21 +133,31 @@ impl PipelineHandle {
         let plan = Arc::new(plan);
         let handle = Arc::new(PipelineHandle {
             name: plan.name.clone(),
-            status: Mutex::new(Status {
-                state: State::Starting,
-                file,
-                restarts: 0,
-                reloads: 0,
-                last_error: None,
-                config_errors: None,
-                retry_at: None,
+            shared: Mutex::new(Shared {
+                status: Status {
+                    state: State::Starting,
+                    file,
+                    restarts: 0,
+                    reloads: 0,
+                    last_error: None,
+                    config_errors: None,
+                    retry_at: None,
+                },
+                metrics: Arc::new(runtime::metrics_for(&plan)),
+                plan: Some(plan.clone()),
             }),
-            metrics: Mutex::new(Arc::new(runtime::metrics_for(&plan))),
-            plan: Mutex::new(Some(plan.clone())),
             commands: Some(tx),
             rate: Default::default(),
         });
-        let task = tokio::spawn(supervise(handle.clone(), plan, rx, backoff));
+        let supervisor = Supervisor {
+            handle: handle.clone(),
+            plan,
+            commands: rx,
+            backoff,
+            paused: false,
+            failures: 0,
+        };
+        let task = tokio::spawn(supervisor.run());
         (handle, task)
     }
 
@@ -152,21 +171,26 @@ impl PipelineHandle {
         self.commands.as_ref().is_some_and(|tx| tx.send(command).is_ok())
     }
 
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn status(&self) -> Status {
-        lock(&self.status).clone()
+        self.shared().status.clone()
     }
 
     pub fn metrics(&self) -> Arc<PipelineMetrics> {
-        lock(&self.metrics).clone()
+        self.shared().metrics.clone()
     }
 
     /// The version running (or last run); None while the file was never valid.
     pub fn plan(&self) -> Option<Arc<Plan>> {
-        lock(&self.plan).clone()
+        self.shared().plan.clone()
     }
 
     pub fn set_config_errors(&self, errors: Option<String>) {
-        lock(&self.status).config_errors = errors.map(|e| crate::telemetry::secrets::scrub(&e).into_owned());
+        self.shared().status.config_errors =
+            errors.map(|e| crate::telemetry::secrets::scrub(&e).into_owned());
     }
 
     pub fn rate(&self) -> f64 {
@@ -179,12 +203,8 @@ impl PipelineHandle {
     }
 
     fn update(&self, f: impl FnOnce(&mut Status)) {
-        f(&mut lock(&self.status));
+        f(&mut self.shared().status);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Commands that arrived while a run was stopping; the strongest wins.
@@ -206,39 +226,64 @@ impl Pending {
     }
 }
 
-async fn supervise(
-    handle: Arc<PipelineHandle>,
-    mut plan: Arc<Plan>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    backoff: Backoff,
-) {
-    let mut paused = false;
-    let mut failures = 0u32;
-    loop {
-        if paused {
-            handle.update(|s| s.state = State::Paused);
-            let pending = next_command(&mut commands).await;
-            if apply(&handle, &mut plan, &mut paused, &mut failures, pending) {
-                return;
-            }
-            continue;
-        }
+/// What a supervisor does next.
+enum Step {
+    /// Start a run of the current version.
+    Run,
+    /// Wait for a command: paused, or a bounded run reached its end.
+    Wait(State),
+    /// The run failed: wait this long (or for a command), then run again.
+    Backoff(Duration),
+    /// End the supervisor.
+    Stop,
+}
 
-        let (options, shutdown) = RunOptions::new(&plan);
-        *lock(&handle.metrics) = options.metrics.clone();
-        *lock(&handle.plan) = Some(plan.clone());
-        handle.update(|s| {
-            s.state = State::Running;
-            s.retry_at = None;
-        });
-        let running = plan.clone();
+/// The task that runs one pipeline, driven by its [`Step`]s.
+struct Supervisor {
+    handle: Arc<PipelineHandle>,
+    plan: Arc<Plan>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    backoff: Backoff,
+    paused: bool,
+    /// Failures in a row, for the backoff.
+    failures: u32,
+}
+
+impl Supervisor {
+    async fn run(mut self) {
+        let mut step = Step::Run;
+        loop {
+            step = match step {
+                Step::Run => self.run_once().await,
+                Step::Wait(state) => {
+                    self.handle.update(|s| s.state = state);
+                    let pending = next_command(&mut self.commands).await;
+                    self.apply(pending)
+                }
+                Step::Backoff(delay) => self.back_off(delay).await,
+                Step::Stop => return,
+            };
+        }
+    }
+
+    /// One run of the plan, until it ends, fails, or a command stops it.
+    async fn run_once(&mut self) -> Step {
+        let (options, shutdown) = RunOptions::new(&self.plan);
+        {
+            let mut shared = self.handle.shared();
+            shared.metrics = options.metrics.clone();
+            shared.plan = Some(self.plan.clone());
+            shared.status.state = State::Running;
+            shared.status.retry_at = None;
+        }
+        let running = self.plan.clone();
         let mut task = tokio::spawn(async move { runtime::run(&running, options).await });
         let mut pending = Pending::default();
         let mut asked = false;
         let outcome = loop {
             tokio::select! {
                 done = &mut task => break done,
-                command = commands.recv(), if !pending.stop => {
+                command = self.commands.recv(), if !pending.stop => {
                     match command {
                         Some(Command::Resume) => continue,
                         Some(c) => pending.take(c),
@@ -253,8 +298,8 @@ async fn supervise(
         };
         let failed = match outcome {
             Ok(Ok(summary)) => {
-                tracing::info!(pipeline = %plan.name, epoch = summary.epoch, "run ended");
-                failures = 0;
+                tracing::info!(pipeline = %self.plan.name, epoch = summary.epoch, "run ended");
+                self.failures = 0;
                 None
             }
             Ok(Err(e)) => Some(e.to_string()),
@@ -262,47 +307,69 @@ async fn supervise(
         };
         let failed = failed.map(|e| crate::telemetry::secrets::scrub(&e).into_owned());
         if let Some(error) = &failed {
-            tracing::error!(pipeline = %plan.name, "pipeline failed: {error}");
-            handle.update(|s| s.last_error = Some(error.clone()));
+            tracing::error!(pipeline = %self.plan.name, "pipeline failed: {error}");
+            self.handle.update(|s| s.last_error = Some(error.clone()));
         }
         if asked {
-            if apply(&handle, &mut plan, &mut paused, &mut failures, pending) {
-                return;
-            }
-            continue;
+            return self.apply(pending);
         }
         if failed.is_none() {
             // A bounded source ran to its end: wait for a new version or a stop.
-            handle.update(|s| s.state = State::Finished);
-            let pending = next_command(&mut commands).await;
-            if apply(&handle, &mut plan, &mut paused, &mut failures, pending) {
-                return;
-            }
-            continue;
+            return Step::Wait(State::Finished);
         }
-        failures += 1;
-        let delay = backoff.delay(failures);
+        self.failures += 1;
+        Step::Backoff(self.backoff.delay(self.failures))
+    }
+
+    /// Wait out `delay` before the next run; a command cuts it short.
+    async fn back_off(&mut self, delay: Duration) -> Step {
         let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        handle.update(|s| {
+        self.handle.update(|s| {
             s.state = State::Backoff;
             s.retry_at = Some(at.to_rfc3339());
         });
-        tracing::warn!(pipeline = %plan.name, seconds = delay.as_secs_f64(), "restarting after a delay");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {
-                handle.update(|s| s.restarts += 1);
-            }
-            command = commands.recv() => {
+        tracing::warn!(pipeline = %self.plan.name, seconds = delay.as_secs_f64(), "restarting after a delay");
+        let step = tokio::select! {
+            _ = tokio::time::sleep(delay) => Step::Run,
+            command = self.commands.recv() => {
                 let mut pending = Pending::default();
                 match command {
                     Some(c) => pending.take(c),
                     None => pending.stop = true,
                 }
-                if apply(&handle, &mut plan, &mut paused, &mut failures, pending) {
-                    return;
-                }
-                handle.update(|s| s.restarts += 1);
+                self.apply(pending)
             }
+        };
+        if !matches!(step, Step::Stop) {
+            self.handle.update(|s| s.restarts += 1);
+        }
+        step
+    }
+
+    /// Take up what arrived, and say what comes next.
+    fn apply(&mut self, pending: Pending) -> Step {
+        if pending.stop {
+            self.handle.update(|s| s.state = State::Stopped);
+            tracing::info!(pipeline = %self.plan.name, "stopped");
+            return Step::Stop;
+        }
+        if let Some(p) = pending.pause {
+            self.paused = p;
+        }
+        if let Some(new) = pending.plan {
+            self.plan = new;
+            self.failures = 0;
+            let mut shared = self.handle.shared();
+            shared.plan = Some(self.plan.clone());
+            shared.status.reloads += 1;
+            shared.status.config_errors = None;
+            shared.status.last_error = None;
+            tracing::info!(pipeline = %self.plan.name, "reloaded");
+        }
+        if self.paused {
+            Step::Wait(State::Paused)
+        } else {
+            Step::Run
         }
     }
 }
@@ -315,36 +382,6 @@ async fn next_command(commands: &mut mpsc::UnboundedReceiver<Command>) -> Pendin
         None => pending.stop = true,
     }
     pending
-}
-
-/// Take up what arrived; true when the supervisor should end.
-fn apply(
-    handle: &PipelineHandle,
-    plan: &mut Arc<Plan>,
-    paused: &mut bool,
-    failures: &mut u32,
-    pending: Pending,
-) -> bool {
-    if pending.stop {
-        handle.update(|s| s.state = State::Stopped);
-        tracing::info!(pipeline = %plan.name, "stopped");
-        return true;
-    }
-    if let Some(p) = pending.pause {
-        *paused = p;
-    }
-    if let Some(new) = pending.plan {
-        *plan = new;
-        *lock(&handle.plan) = Some(plan.clone());
-        *failures = 0;
-        handle.update(|s| {
-            s.reloads += 1;
-            s.config_errors = None;
-            s.last_error = None;
-        });
-        tracing::info!(pipeline = %plan.name, "reloaded");
-    }
-    false
 }
 
 #[cfg(test)]

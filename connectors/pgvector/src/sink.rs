@@ -160,8 +160,8 @@ impl PgVectorSink {
         ))
     }
 
-    /// Create the extension, table and indexes when missing; check the dimension.
-    async fn set_up(&mut self, committed: Epoch) -> Result<()> {
+    /// The DDL that makes the extension, the table and its indexes when missing.
+    fn ddl(&self) -> Vec<String> {
         let t = quote(&self.config.table);
         let mut cols: Vec<String> = self
             .columns
@@ -195,6 +195,15 @@ impl PgVectorSink {
         if self.config.index.kind == IndexType::Hnsw {
             ddl.push(self.hnsw_ddl());
         }
+        ddl
+    }
+
+    /// Create the extension, table and indexes when missing (after checking
+    /// the dimension), look up the vector type, and roll back this writer's
+    /// epochs after `committed`.
+    async fn set_up(&mut self, committed: Epoch) -> Result<()> {
+        let t = quote(&self.config.table);
+        let ddl = self.ddl();
         let want = self.columns.iter().find_map(|c| match c.pg {
             PgType::Vector(d) if c.name == self.config.embedding_column => Some(d),
             _ => None,

@@ -208,7 +208,10 @@ mod tests {
 
     fn keys(spec: &str, options: &[(&str, &str)]) -> Vec<(Option<String>, String)> {
         let opts = StoreOptions {
-            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             max_outage: None,
         };
         check_cloud(spec, "path", &opts)
@@ -223,7 +226,10 @@ mod tests {
         let found = keys("s3://bucket/docs", &[("region", "us-east-1"), ("colour", "blue")]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0.as_deref(), Some("storage_options"));
-        assert!(found[0].1.contains("`colour` is not known to the s3:// store"), "{found:?}");
+        assert!(
+            found[0].1.contains("`colour` is not known to the s3:// store"),
+            "{found:?}"
+        );
 
         let found = keys("ftp://bucket/docs", &[]);
         assert_eq!(found[0].0.as_deref(), Some("path"), "{found:?}");
