@@ -56,8 +56,11 @@ pub struct PlannedSink {
     /// A query over `input` (the last stage's output) that shapes what this sink
     /// receives, e.g. per-document features for a feature store.
     pub query: Option<crate::stages::SqlConfig>,
-    /// The schema this sink receives (after its query). Set once stages are planned.
+    /// The schema this sink receives (after its query, with the lineage
+    /// columns when it keeps them). Set once stages are planned.
     pub input: SchemaRef,
+    /// How many lineage columns the engine appends to `input` (the last ones).
+    pub stamped: usize,
 }
 
 #[derive(Debug)]
@@ -81,6 +84,18 @@ pub struct Plan {
     pub sinks: Vec<PlannedSink>,
     /// This plan is a `sluice backfill` ([`Plan::for_backfill`]).
     pub backfill: bool,
+    /// What the rows of sinks that keep lineage carry: the pipeline, its
+    /// version, the chunker, the model.
+    pub lineage: sluice_connector_sdk::lineage::Lineage,
+}
+
+impl PlannedSink {
+    /// What the sink's query (or the last stage) produces: its input before
+    /// the lineage columns.
+    pub fn unstamped(&self) -> SchemaRef {
+        let fields = &self.input.fields()[..self.input.fields().len() - self.stamped];
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields.to_vec()))
+    }
 }
 
 impl Plan {

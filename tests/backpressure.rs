@@ -81,6 +81,7 @@ async fn a_blocked_sink_stops_the_source_and_bounds_rows_in_flight() {
         config: Box::new(gate.clone()),
         query: None,
         input: plan.last_schema(),
+        stamped: 0,
     }];
 
     let (options, _shutdown) = RunOptions::new(&plan);

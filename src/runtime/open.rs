@@ -101,10 +101,7 @@ async fn open_sinks(plan: &Plan, committed: Epoch) -> Result<(Sinks, Taps)> {
             .config
             .build(&ctx, s.input.clone())
             .map_err(|e| Error::connector(&what, e))?;
-        let sink = match &s.query {
-            Some(query) => sink_query::QueriedSink::wrap(sink, query, plan, s)?,
-            None => sink,
-        };
+        let sink = sink_query::ShapedSink::wrap(sink, plan, s)?;
         sinks.push((s.name.clone(), sink, ctx.dead_letters));
     }
     let mut taps: Taps = Vec::new();

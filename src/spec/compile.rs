@@ -241,6 +241,7 @@ impl Compiler {
         // Sinks are checked against what the last stage produces.
         let all_stages_planned = stages.iter().all(Option::is_some);
         let stages: Vec<PlannedStage> = stages.into_iter().flatten().collect();
+        let lineage = super::lineage::of_plan(name.as_deref().unwrap_or_default(), &root, &stages);
         if let (Some(source), true) = (&source, all_stages_planned) {
             let schema = stages
                 .last()
@@ -256,6 +257,9 @@ impl Compiler {
                             continue;
                         }
                     }
+                }
+                if sink.config.keeps_lineage() {
+                    (sink.input, sink.stamped) = lineage.extend(&sink.input);
                 }
                 let issues = sink.config.validate(&self.ctx, &sink.input);
                 self.config_issues(&block.full, issues);
@@ -293,6 +297,7 @@ impl Compiler {
             stages: all_stages_planned.then_some(stages)?,
             sinks,
             backfill: false,
+            lineage,
         })
     }
 
@@ -532,6 +537,7 @@ impl Compiler {
                     config,
                     query: query.map(|query| crate::stages::SqlConfig { query }),
                     input: Arc::new(arrow::datatypes::Schema::empty()),
+                    stamped: 0,
                 };
                 Some((sink, block))
             })

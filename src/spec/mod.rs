@@ -12,6 +12,7 @@
 
 pub mod de;
 mod diag;
+mod lineage;
 pub mod registry;
 pub mod yaml;
 

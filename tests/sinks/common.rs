@@ -108,3 +108,34 @@ pub fn search_own_text(ws: &Workspace) -> (Vec<serde_json::Value>, serde_json::V
     );
     (hits, text[0]["chunk_id"].clone())
 }
+
+/// The `columns` of every row of the LanceDB table `chunks` at `uri`, read
+/// with the `lancedb` crate.
+pub fn lance_select(
+    rt: &tokio::runtime::Runtime,
+    uri: &str,
+    options: &[(String, String)],
+    columns: &[&str],
+) -> Vec<arrow::record_batch::RecordBatch> {
+    rt.block_on(async {
+        use futures::TryStreamExt;
+        use lancedb::query::{ExecutableQuery, QueryBase};
+        lancedb::connect(uri)
+            .storage_options(options.iter().cloned())
+            .execute()
+            .await
+            .unwrap()
+            .open_table("chunks")
+            .execute()
+            .await
+            .unwrap()
+            .query()
+            .select(lancedb::query::Select::columns(columns))
+            .execute()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    })
+}

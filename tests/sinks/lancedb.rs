@@ -18,31 +18,17 @@ async fn lance_table(uri: &str, options: &Options) -> lancedb::Table {
 
 /// The chunk ids in the LanceDB table, read with the `lancedb` crate.
 fn lance_ids(rt: &tokio::runtime::Runtime, uri: &str, options: &Options) -> BTreeSet<String> {
-    rt.block_on(async {
-        use arrow::array::AsArray;
-        use futures::TryStreamExt;
-        use lancedb::query::{ExecutableQuery, QueryBase};
-        let batches: Vec<arrow::record_batch::RecordBatch> = lance_table(uri, options)
-            .await
-            .query()
-            .select(lancedb::query::Select::columns(&["chunk_id"]))
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|s| s.unwrap().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    })
+    use arrow::array::AsArray;
+    lance_select(rt, uri, options, &["chunk_id"])
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The Python `lancedb` package's view: count, sorted ids, top hit of `vector`.

@@ -7,4 +7,5 @@ mod util;
 mod common;
 mod feature_store;
 mod lancedb;
+mod lineage;
 mod pgvector;

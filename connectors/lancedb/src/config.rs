@@ -178,6 +178,10 @@ impl SinkConfig for LanceDbSinkConfig {
         )))
     }
 
+    fn keeps_lineage(&self) -> bool {
+        true
+    }
+
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
         let store = LanceDbSink::new(
             self.clone(),

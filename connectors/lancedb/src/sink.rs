@@ -344,14 +344,24 @@ impl LanceDbSink {
                 )));
             }
         }
-        if have.field_with_name(WRITER).is_err() {
-            let field = Field::new(WRITER, DataType::Utf8, true);
+        // Columns a newer sluice writes (the writer, the lineage): the old
+        // rows get nulls.
+        let missing: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| f.is_nullable() && have.field_with_name(f.name()).is_err())
+            .map(|f| f.as_ref().clone())
+            .collect();
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|f| f.name().as_str()).collect();
+            let what = format!("adding {} to table `{name}`", names.join(", "));
             table
                 .add_columns()
-                .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(vec![field]))))
+                .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(missing))))
                 .execute()
                 .await
-                .map_err(|e| lance_err(format!("adding `{WRITER}` to table `{name}`"), e))?;
+                .map_err(|e| lance_err(what, e))?;
         }
         Ok(table)
     }

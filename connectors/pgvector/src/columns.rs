@@ -93,6 +93,13 @@ pub fn select(input: &Schema, config: &PgVectorSinkConfig) -> Result<Vec<Column>
                     list.insert(0, must.clone());
                 }
             }
+            // The lineage is kept whatever the list says.
+            for f in input.fields() {
+                let lineage = sluice_connector_sdk::lineage::COLUMNS.contains(&f.name().as_str());
+                if lineage && !list.contains(f.name()) {
+                    list.push(f.name().clone());
+                }
+            }
             list
         }
         None => input

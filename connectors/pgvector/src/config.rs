@@ -206,6 +206,10 @@ impl SinkConfig for PgVectorSinkConfig {
         )))
     }
 
+    fn keeps_lineage(&self) -> bool {
+        true
+    }
+
     fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
         // A plan that does not validate has no table to read.
         let columns = self.columns(input).ok()?;

@@ -192,6 +192,14 @@ impl PgVectorSink {
                 quote(&format!("{}_epoch", self.config.table))
             ),
         ];
+        // Columns a newer sluice writes (the lineage) on tables made before.
+        for c in &self.columns {
+            ddl.push(format!(
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {} {}",
+                quote(&c.name),
+                c.pg.ddl()
+            ));
+        }
         if self.config.index.kind == IndexType::Hnsw {
             ddl.push(self.hnsw_ddl());
         }

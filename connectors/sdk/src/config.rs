@@ -151,6 +151,13 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Whether every row this sink writes carries the run's lineage
+    /// ([`crate::lineage`]) as columns: the engine adds them to the sink's
+    /// input schema at plan time and stamps them on every batch.
+    fn keeps_lineage(&self) -> bool {
+        false
+    }
+
     /// The table `sluice sql` shows under the sink's name, if not a Parquet log.
     fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {
         let _ = (ctx, input);

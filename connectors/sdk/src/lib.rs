@@ -23,6 +23,8 @@
 //!   as an object store and a prefix; [`detect`]: a document's content type.
 //! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
 //!   nearest-neighbour search), so the engine reads every store the same way.
+//! - [`lineage`]: what made a row (pipeline version, chunker, model),
+//!   stamped on every row of a sink that keeps it.
 //! - [`vectors`]: the embedding column's type, and building one from vectors.
 //! - [`writer`]: one buffered, retrying sink ([`writer::BufferedSink`]) for a
 //!   store that implements only its set-up, rollback and epoch write
@@ -40,6 +42,7 @@ pub mod documents;
 pub mod epoch_log;
 pub mod error;
 pub mod events;
+pub mod lineage;
 pub mod location;
 pub mod message;
 pub mod metrics;

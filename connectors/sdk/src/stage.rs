@@ -73,6 +73,13 @@ pub trait StageConfig: std::fmt::Debug + Send + Sync {
     /// Build what runs the stage.
     fn build(&self, ctx: &StageContext) -> Result<StageRunner>;
 
+    /// What this stage says of itself in the lineage of every row a vector
+    /// sink writes ([`crate::lineage`]): column name and value, e.g. the
+    /// model's fingerprint. Called after `plan`.
+    fn lineage(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// The stage's model as a query embedder, for vector search: a stage that
     /// makes vectors offers it, so a query is embedded the way rows were.
     fn query_embedder(&self) -> Option<Arc<dyn QueryEmbedder>> {

@@ -135,6 +135,16 @@ impl StageConfig for ChunkConfig {
         Ok(Arc::new(Schema::new(fields)))
     }
 
+    /// A hash of every setting that changes where chunks fall.
+    fn lineage(&self) -> Vec<(String, String)> {
+        let settings = format!(
+            "{:?}|{}|{}|{:?}",
+            self.encoding, self.max_tokens, self.overlap_tokens, self.strategy
+        );
+        let hash = blake3::hash(settings.as_bytes()).to_hex()[..16].to_string();
+        vec![(sluice_connector_sdk::lineage::CHUNK_SETTINGS.to_string(), hash)]
+    }
+
     fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
         Ok(StageRunner::PerBatch(Arc::new(ChunkTransform {
             splitter: self.splitter(),

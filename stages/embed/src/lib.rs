@@ -235,6 +235,24 @@ impl StageConfig for EmbedConfig {
         }
     }
 
+    /// The model's folder name and its fingerprint (its files and the
+    /// settings that change a vector).
+    fn lineage(&self) -> Vec<(String, String)> {
+        use sluice_connector_sdk::lineage::{MODEL_FINGERPRINT, MODEL_ID};
+        let Some(model) = self.loaded.get() else {
+            return Vec::new();
+        };
+        let id = self
+            .model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.model.display().to_string());
+        vec![
+            (MODEL_ID.to_string(), id),
+            (MODEL_FINGERPRINT.to_string(), model.fingerprint.clone()),
+        ]
+    }
+
     fn query_embedder(&self) -> Option<Arc<dyn QueryEmbedder>> {
         self.loaded.get().map(|m| m.clone() as Arc<dyn QueryEmbedder>)
     }

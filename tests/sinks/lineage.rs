@@ -1,0 +1,120 @@
+//! Lineage on every vector: each row a vector sink writes carries the
+//! pipeline, its version, the chunker's settings and the model, read back
+//! through each store's own client; a change of chunking shows in SQL.
+
+use std::collections::BTreeSet;
+
+use crate::common::*;
+use crate::util::{self, Workspace};
+
+const COLUMNS: &str = "pipeline_name, pipeline_version, chunk_settings, model_id, model_fingerprint";
+
+/// The distinct lineage tuples of a pgvector table, read with tokio-postgres.
+fn pg_lineage(rt: &tokio::runtime::Runtime, url: &str, table: &str) -> BTreeSet<Vec<String>> {
+    rt.block_on(async {
+        pg(url)
+            .await
+            .query(&format!("SELECT DISTINCT {COLUMNS} FROM {table}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect())
+            .collect()
+    })
+}
+
+/// The distinct lineage tuples of the LanceDB table, read with the lancedb crate.
+fn lance_lineage(rt: &tokio::runtime::Runtime, uri: &str) -> BTreeSet<Vec<String>> {
+    use arrow::array::AsArray;
+    let names: Vec<&str> = COLUMNS.split(", ").collect();
+    let mut out = BTreeSet::new();
+    for b in lance_select(rt, uri, &[], &names) {
+        for row in 0..b.num_rows() {
+            out.insert(
+                names
+                    .iter()
+                    .map(|n| {
+                        b.column_by_name(n)
+                            .unwrap()
+                            .as_string::<i32>()
+                            .value(row)
+                            .to_string()
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// What the compiled plan says its rows carry.
+fn planned(ws: &Workspace) -> Vec<String> {
+    let plan = sluice::spec::load_file(&ws.path("p.yaml")).unwrap();
+    COLUMNS
+        .split(", ")
+        .map(|c| {
+            plan.lineage
+                .get(c)
+                .unwrap_or_else(|| panic!("no {c}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_vector_row_carries_its_lineage_and_a_new_chunking_shows_in_sql() {
+    let pg_url = util::services().pg;
+    let table = util::unique("lineage");
+    let ws = Workspace::new();
+    corpus(&ws);
+    let sinks = format!(
+        "  - {{name: vectors, type: pgvector, url: \"{pg_url}\", table: {table}, dimension: 384}}\n  - {{name: lance, type: lancedb, uri: ./lance, table: chunks, dimension: 384}}"
+    );
+    ws.write("p.yaml", pipeline(&sinks));
+    ws.ok(&["run", "p.yaml"]);
+    let rt = runtime();
+    let first = planned(&ws);
+    // The pipeline's name, a 16-hex version, the chunker's hash, the model's
+    // folder and its fingerprint (the one the embed stage computes).
+    assert_eq!(first[0], "sinks");
+    assert_eq!(first[1].len(), 16, "{first:?}");
+    assert_eq!(first[3], "all-minilm-l6-v2");
+    let model = sluice_embed::EmbedConfig::new(model())
+        .load(&sluice_connector_sdk::PlanContext::new(ws.dir.path()))
+        .unwrap();
+    assert_eq!(first[4], model.fingerprint);
+    assert_eq!(pg_lineage(&rt, &pg_url, &table), BTreeSet::from([first.clone()]));
+    assert_eq!(
+        lance_lineage(&rt, &ws.path("lance").to_string_lossy()),
+        BTreeSet::from([first.clone()])
+    );
+
+    // New chunk settings and an edited document: only the edited document is
+    // chunked again, so its rows carry the new version and chunker hash, and
+    // the change shows in SQL beside the rows the old settings made.
+    ws.write(
+        "p.yaml",
+        pipeline(&sinks).replace("max_tokens: 48", "max_tokens: 40"),
+    );
+    edit(&ws);
+    ws.ok(&["run", "p.yaml"]);
+    let second = planned(&ws);
+    assert_ne!(second[1], first[1], "the version follows the chunk settings");
+    assert_ne!(second[2], first[2]);
+    assert_eq!(second[4], first[4], "same model");
+    let both = BTreeSet::from([first.clone(), second.clone()]);
+    assert_eq!(pg_lineage(&rt, &pg_url, &table), both);
+    assert_eq!(lance_lineage(&rt, &ws.path("lance").to_string_lossy()), both);
+    for sink in ["vectors", "lance"] {
+        let groups = ws.query(
+            "p.yaml",
+            &format!("SELECT chunk_settings, count(*) AS n FROM {sink} GROUP BY chunk_settings ORDER BY n"),
+        );
+        assert_eq!(groups.len(), 2, "{sink}: {groups:?}");
+        assert_eq!(
+            groups[0]["chunk_settings"],
+            second[2].as_str(),
+            "{sink}: {groups:?}"
+        );
+    }
+}
