@@ -137,6 +137,17 @@ pub enum Command {
         #[command(flatten)]
         limits: SqlLimits,
     },
+    /// Where a chunk came from (its document and version, the settings and
+    /// model that made it, the epoch) and which sinks hold it.
+    Lineage {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// The chunk's `chunk_id`.
+        chunk_id: String,
+        /// `table` (readable) or `json`.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
     /// The dead-letter store.
     Dlq {
         #[command(subcommand)]
@@ -281,6 +292,19 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             format,
             limits,
         } => sql::sql(&pipeline, state, &query, format, limits.limits()?).await,
+        Command::Lineage {
+            pipeline,
+            chunk_id,
+            format,
+        } => {
+            let plan = load(&pipeline, state)?;
+            let found = crate::inspect::lineage::find(&plan, &chunk_id).await?;
+            match format {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&found)?),
+                _ => print!("{}", found.render()),
+            }
+            Ok(EXIT_OK)
+        }
         Command::Dlq { command } => match command {
             DlqCommand::List {
                 pipeline,

@@ -11,6 +11,7 @@
 //! TABLE` are refused.
 
 mod limits;
+pub mod lineage;
 mod store;
 pub mod taps;
 pub mod vector_search;

@@ -88,6 +88,7 @@ fn every_vector_row_carries_its_lineage_and_a_new_chunking_shows_in_sql() {
         lance_lineage(&rt, &ws.path("lance").to_string_lossy()),
         BTreeSet::from([first.clone()])
     );
+    lineage_command(&ws, &first);
 
     // New chunk settings and an edited document: only the edited document is
     // chunked again, so its rows carry the new version and chunker hash, and
@@ -116,5 +117,47 @@ fn every_vector_row_carries_its_lineage_and_a_new_chunking_shows_in_sql() {
             second[2].as_str(),
             "{sink}: {groups:?}"
         );
+    }
+}
+
+/// `sluice lineage` finds a chunk in every sink, with its document, its
+/// epoch and the lineage the vector sinks stamped; a malformed id is refused
+/// before any query, and an unknown one says no sink holds it.
+fn lineage_command(ws: &Workspace, lineage: &[String]) {
+    let expected = expected(ws);
+    let (chunk, doc) = expected.iter().next().unwrap();
+    let out = ws.ok(&["lineage", "--pipeline", "p.yaml", "--format", "json", chunk]);
+    let found: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let holders: BTreeSet<&str> = found["held_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["sink"].as_str().unwrap())
+        .collect();
+    assert_eq!(holders, BTreeSet::from(["out", "vectors", "lance"]), "{found}");
+    for h in found["held_by"].as_array().unwrap() {
+        assert_eq!(h["row"]["doc_id"], doc.as_str(), "{h}");
+        if h["sink"] != "out" {
+            assert_eq!(h["row"]["model_fingerprint"], lineage[4].as_str(), "{h}");
+            assert_eq!(h["row"]["pipeline_version"], lineage[1].as_str(), "{h}");
+            assert!(h["row"]["epoch"].as_u64().unwrap() >= 1, "{h}");
+        }
+    }
+    let text = ws.ok(&["lineage", "--pipeline", "p.yaml", chunk]);
+    assert!(text.contains(&format!("source     {doc}")), "{text}");
+    assert!(text.contains("model      all-minilm-l6-v2"), "{text}");
+    assert!(text.contains("(the file as it is now)"), "{text}");
+
+    for (id, says) in [
+        ("' OR 1=1 --", "is not a chunk id"),
+        (
+            "0123456789abcdef0123456789abcdef",
+            "no sink of `sinks` holds chunk",
+        ),
+    ] {
+        let out = ws.sluice(&["lineage", "--pipeline", "p.yaml", id]);
+        assert_eq!(out.status.code(), Some(2), "{id}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{id}: {err}");
     }
 }
