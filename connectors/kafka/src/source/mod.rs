@@ -94,6 +94,17 @@ impl KafkaSource {
         false
     }
 
+    /// The inbox has been emitted: its offsets are read, and remembered as
+    /// emitted by this process.
+    fn inbox_emitted(&mut self) {
+        for m in self.inbox.drain(..) {
+            let tp = (m.topic, m.partition);
+            let next = self.emitted.entry(tp.clone()).or_default();
+            *next = (*next).max(m.offset + 1);
+            self.offsets.insert(tp, m.offset + 1);
+        }
+    }
+
     /// Run a blocking librdkafka call off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -174,12 +185,7 @@ impl Source for KafkaSource {
             }
             let (rows, letters) = self.convert().await?;
             // Past the last await: the step is taken.
-            for m in self.inbox.drain(..) {
-                let tp = (m.topic, m.partition);
-                let next = self.emitted.entry(tp.clone()).or_default();
-                *next = (*next).max(m.offset + 1);
-                self.offsets.insert(tp, m.offset + 1);
-            }
+            self.inbox_emitted();
             for letter in letters {
                 self.ctx.dead_letter(letter);
             }
@@ -223,5 +229,52 @@ impl Source for KafkaSource {
             ),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(offset: i64) -> Received {
+        Received {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            headers: Vec::new(),
+            defect: None,
+            timestamp_us: None,
+        }
+    }
+
+    /// Regression: an eager rebalance revoked a partition and handed it
+    /// straight back; the consumer read it again from the group's committed
+    /// offset and wrote the same documents in a second epoch.
+    #[tokio::test]
+    async fn a_partition_handed_back_after_a_revoke_skips_what_this_process_emitted() {
+        let config: KafkaSourceConfig = serde_json::from_value(serde_json::json!({
+            "brokers": "127.0.0.1:1", "topics": ["t"], "group_id": "g"
+        }))
+        .unwrap();
+        let mut source = KafkaSource::new(config, SourceContext::new("p", ".")).unwrap();
+        source.inbox = (0..10).map(message).collect();
+        source.inbox_emitted();
+        source.revoked.lock().unwrap().push(("t".into(), 0));
+        source.forget_revoked();
+        assert!(
+            source.offsets.is_empty(),
+            "a revoked partition's offsets are forgotten"
+        );
+        // Handed back: the group's committed offset was 3.
+        assert!(source.already_emitted(&message(3)));
+        assert!(source.already_emitted(&message(9)));
+        assert_eq!(
+            source.offsets[&("t".to_string(), 0)],
+            10,
+            "skipped messages count as read"
+        );
+        assert!(!source.already_emitted(&message(10)), "a new message is read");
     }
 }
