@@ -190,7 +190,8 @@ impl Compiler {
         }
     }
 
-    fn compile(&mut self, src: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Option<Plan> {
+    /// Parse `src`, fill in `${VAR}`s, and check the top-level keys.
+    fn root(&mut self, src: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<Node> {
         let mut root = match yaml::parse(src) {
             Ok(n) => n,
             Err(e) => {
@@ -223,7 +224,11 @@ impl Compiler {
                 );
             }
         }
+        Some(root)
+    }
 
+    fn compile(&mut self, src: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Option<Plan> {
+        let root = self.root(src, env)?;
         let name = self.pipeline_name(&root);
         let checkpoint: Option<CheckpointSpec> = self.optional(&root, "checkpoint");
         let channels: Option<ChannelSpec> = self.optional(&root, "channels");
@@ -247,23 +252,7 @@ impl Compiler {
                 .last()
                 .map(|s| s.output.clone())
                 .unwrap_or_else(|| source.schema.clone());
-            for (sink, block) in sinks.iter_mut().flatten() {
-                sink.input = schema.clone();
-                if let Some(query) = &sink.query {
-                    match query.plan(&self.ctx, &schema) {
-                        Ok(out) => sink.input = out,
-                        Err(issues) => {
-                            self.config_issues(&block.full, issues);
-                            continue;
-                        }
-                    }
-                }
-                if sink.config.keeps_lineage() {
-                    (sink.input, sink.stamped) = lineage.extend(&sink.input);
-                }
-                let issues = sink.config.validate(&self.ctx, &sink.input);
-                self.config_issues(&block.full, issues);
-            }
+            self.plan_sinks(&mut sinks, &schema, &lineage);
         }
 
         let checkpoint = checkpoint.unwrap_or(CheckpointSpec {
@@ -299,6 +288,34 @@ impl Compiler {
             backfill: false,
             lineage,
         })
+    }
+
+    /// Give each sink its input: `schema` (the last stage's output) through
+    /// its query, plus the lineage columns when it keeps them; then let it
+    /// validate against that.
+    fn plan_sinks(
+        &mut self,
+        sinks: &mut [Option<(PlannedSink, Block)>],
+        schema: &arrow::datatypes::SchemaRef,
+        lineage: &sluice_connector_sdk::lineage::Lineage,
+    ) {
+        for (sink, block) in sinks.iter_mut().flatten() {
+            sink.input = schema.clone();
+            if let Some(query) = &sink.query {
+                match query.plan(&self.ctx, schema) {
+                    Ok(out) => sink.input = out,
+                    Err(issues) => {
+                        self.config_issues(&block.full, issues);
+                        continue;
+                    }
+                }
+            }
+            if sink.config.keeps_lineage() {
+                (sink.input, sink.stamped) = lineage.extend(&sink.input);
+            }
+            let issues = sink.config.validate(&self.ctx, &sink.input);
+            self.config_issues(&block.full, issues);
+        }
     }
 
     fn optional<T: serde::de::DeserializeOwned>(&mut self, root: &Node, key: &str) -> Option<T> {
