@@ -49,7 +49,7 @@ pub fn run<T: Send + 'static>(
     }
     match rx.recv_timeout(timeout) {
         Ok(Ok(result)) => result,
-        Ok(Err(panic)) => Err(ParseError::panicked(what, &*panic)),
+        Ok(Err(panic)) => Err(ParseError::panicked(Some(what), &*panic)),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(ParseError::TimedOut {
             parser: what,
             timeout,

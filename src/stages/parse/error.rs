@@ -22,8 +22,11 @@ pub enum ParseError {
     #[error("unsupported content type `{0}`")]
     Unsupported(String),
     /// A parser panicked on this document (`parser` names it, e.g. `PDF`).
-    #[error("{parser}parser panicked: {message}")]
-    Panicked { parser: String, message: String },
+    #[error("{}parser panicked: {message}", parser.map(|p| format!("{p} ")).unwrap_or_default())]
+    Panicked {
+        parser: Option<&'static str>,
+        message: String,
+    },
     #[error("{parser} parser timed out after {timeout:?}")]
     TimedOut { parser: &'static str, timeout: Duration },
     /// Too many parser threads are still running past their deadline.
@@ -73,14 +76,10 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    /// A panic in parser `parser` (empty: the parser in this thread).
-    pub fn panicked(parser: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+    /// A panic in `parser` (None: the parser running in this thread).
+    pub fn panicked(parser: Option<&'static str>, payload: &(dyn std::any::Any + Send)) -> Self {
         ParseError::Panicked {
-            parser: if parser.is_empty() {
-                String::new()
-            } else {
-                format!("{parser} ")
-            },
+            parser,
             message: super::panic_message(payload),
         }
     }

@@ -197,7 +197,7 @@ fn catch_parser_panic<T>(
     IN_PARSER.with(|flag| flag.set(true));
     let result = catch_unwind(AssertUnwindSafe(f));
     IN_PARSER.with(|flag| flag.set(false));
-    result.unwrap_or_else(|panic| Err(ParseError::panicked("", &*panic)))
+    result.unwrap_or_else(|panic| Err(ParseError::panicked(None, &*panic)))
 }
 
 /// The text of a panic payload.

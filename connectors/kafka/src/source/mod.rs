@@ -42,7 +42,9 @@ pub struct KafkaSource {
     /// The next offset past the last message this process ever emitted, per
     /// partition, kept when a rebalance takes the partition away (see
     /// [`KafkaSource::already_emitted`]).
-    emitted: BTreeMap<TopicPartition, i64>,
+    /// By topic, then partition, so the check of each received message
+    /// looks up without allocating.
+    emitted: HashMap<String, HashMap<i32, i64>>,
     /// Snapshots not yet committed to the group, by epoch.
     uncommitted: BTreeMap<Epoch, BTreeMap<TopicPartition, i64>>,
     /// Object stores for object events, by bucket URL.
@@ -70,7 +72,7 @@ impl KafkaSource {
             revoked,
             inbox: Vec::new(),
             offsets: BTreeMap::new(),
-            emitted: BTreeMap::new(),
+            emitted: HashMap::new(),
             uncommitted: BTreeMap::new(),
             stores: HashMap::new(),
             batch_deadline: None,
@@ -85,9 +87,12 @@ impl KafkaSource {
     /// in an epoch of this run, so they are skipped, and their offset counts
     /// as read (it is committed with a later epoch, after that one).
     fn already_emitted(&mut self, m: &Received) -> bool {
-        let tp = (m.topic.clone(), m.partition);
-        if self.emitted.get(&tp).is_some_and(|next| m.offset < *next) {
-            let read = self.offsets.entry(tp).or_default();
+        let next = self
+            .emitted
+            .get(m.topic.as_str())
+            .and_then(|p| p.get(&m.partition));
+        if next.is_some_and(|next| m.offset < *next) {
+            let read = self.offsets.entry((m.topic.clone(), m.partition)).or_default();
             *read = (*read).max(m.offset + 1);
             return true;
         }
@@ -98,10 +103,13 @@ impl KafkaSource {
     /// emitted by this process.
     fn inbox_emitted(&mut self) {
         for m in self.inbox.drain(..) {
-            let tp = (m.topic, m.partition);
-            let next = self.emitted.entry(tp.clone()).or_default();
+            let partitions = match self.emitted.get_mut(m.topic.as_str()) {
+                Some(p) => p,
+                None => self.emitted.entry(m.topic.clone()).or_default(),
+            };
+            let next = partitions.entry(m.partition).or_default();
             *next = (*next).max(m.offset + 1);
-            self.offsets.insert(tp, m.offset + 1);
+            self.offsets.insert((m.topic, m.partition), m.offset + 1);
         }
     }
 
