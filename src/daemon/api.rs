@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -312,11 +312,14 @@ pub fn describe(p: &PipelineHandle) -> Value {
     })
 }
 
-async fn pause(State(api): State<Api>, Path(name): Path<String>) -> Response {
+// A command takes no body, but reads any it is sent: answering before a late
+// body arrived made hyper close the connection, and a keep-alive client's next
+// request on it failed.
+async fn pause(State(api): State<Api>, Path(name): Path<String>, _body: Bytes) -> Response {
     command(&api, &name, Command::Pause, "pausing")
 }
 
-async fn resume(State(api): State<Api>, Path(name): Path<String>) -> Response {
+async fn resume(State(api): State<Api>, Path(name): Path<String>, _body: Bytes) -> Response {
     command(&api, &name, Command::Resume, "resuming")
 }
 
@@ -360,7 +363,7 @@ enum SqlFormat {
     Arrow,
 }
 
-async fn sql(State(api): State<Api>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+async fn sql(State(api): State<Api>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     if let Some(refused) = require_json(&headers) {
         return refused;
     }

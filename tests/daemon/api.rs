@@ -133,3 +133,56 @@ fn sql_answers_json_and_arrow_and_refuses_what_the_cli_refuses() {
     let (code, _) = d.get("/v1/pipelines/ghost");
     assert_eq!(code, 404);
 }
+
+/// Regression: a command's body that arrives after its headers. The daemon
+/// answered pause/resume without reading the body, so hyper closed the
+/// connection under a keep-alive client, whose next request on it failed with
+/// "Peer disconnected" (CI, 2026-12-03).
+#[test]
+fn a_command_body_sent_after_its_headers_keeps_the_connection_alive() {
+    use std::io::{Read, Write};
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("pipelines")).unwrap();
+    let d = harness::start(ws.dir.path(), &[], &[]);
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The answer to one request: the head, then as many body bytes as it says.
+    let answer = |conn: &mut std::net::TcpStream| -> String {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte) {
+                Ok(1) => got.push(byte[0]),
+                other => panic!(
+                    "connection ended mid-answer: {other:?}; so far {:?}",
+                    String::from_utf8_lossy(&got)
+                ),
+            }
+        }
+        let head = String::from_utf8_lossy(&got).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        conn.read_exact(&mut body).unwrap();
+        head
+    };
+    for round in 0..3 {
+        write!(
+            conn,
+            "POST /v1/pipelines/nope/pause HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        )
+        .unwrap();
+        conn.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        conn.write_all(b"{}").unwrap();
+        let head = answer(&mut conn);
+        assert!(head.starts_with("HTTP/1.1 404"), "round {round}: {head}");
+    }
+}

@@ -87,7 +87,9 @@ impl Daemon {
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
-        let mut resp = req.call().unwrap();
+        let mut resp = req
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; log:\n{}", self.log()));
         (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
     }
 
@@ -100,7 +102,7 @@ impl Daemon {
         let mut resp = req
             .header("Content-Type", "application/json")
             .send(body.to_string())
-            .unwrap();
+            .unwrap_or_else(|e| panic!("POST {path}: {e}; log:\n{}", self.log()));
         let ctype = resp
             .headers()
             .get("content-type")
