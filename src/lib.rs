@@ -29,6 +29,7 @@ pub mod error;
 pub mod inspect;
 pub mod plan;
 pub mod runtime;
+pub mod search;
 pub mod spec;
 pub mod stages;
 pub mod telemetry;

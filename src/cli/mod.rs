@@ -4,6 +4,7 @@ mod backfill;
 mod daemon;
 mod dlq;
 mod run;
+mod search;
 mod sql;
 mod validate;
 
@@ -147,6 +148,32 @@ pub enum Command {
         /// `table` (readable) or `json`.
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+    },
+    /// The rows of a vector sink that best answer a query: by vector, by
+    /// full text (the sink's `full_text` index) or both fused, with their
+    /// scores and lineage.
+    Search {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// The sink to search (by default the only searchable one).
+        #[arg(long)]
+        sink: Option<String>,
+        /// How many rows.
+        #[arg(short = 'k', long = "k", default_value_t = 10)]
+        k: usize,
+        /// vector, text or hybrid (default: hybrid where the sink has a
+        /// full-text index, else vector).
+        #[arg(long, value_enum)]
+        mode: Option<crate::search::Mode>,
+        /// A predicate on the sink's columns, applied by the store before it
+        /// ranks, e.g. "content_type = 'text/markdown' AND token_count > 20".
+        #[arg(long = "where", value_name = "PREDICATE")]
+        filter: Option<String>,
+        /// `table` (readable) or `json` (every column, with scores and lineage).
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// The query text.
+        query: String,
     },
     /// The dead-letter store.
     Dlq {
@@ -304,6 +331,24 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 _ => print!("{}", found.render()),
             }
             Ok(EXIT_OK)
+        }
+        Command::Search {
+            pipeline,
+            sink,
+            k,
+            mode,
+            filter,
+            format,
+            query,
+        } => {
+            let request = crate::search::Request {
+                query,
+                sink,
+                k,
+                mode,
+                filter,
+            };
+            search::search(&pipeline, state, &request, format).await
         }
         Command::Dlq { command } => match command {
             DlqCommand::List {

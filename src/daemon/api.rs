@@ -5,6 +5,7 @@
 //! | `GET /v1/pipelines` | every pipeline: state, epoch, errors |
 //! | `GET /v1/pipelines/{name}` | one, with per-stage rows, bytes, batches, queue fill, busy time, dead letters, last error |
 //! | `POST /v1/pipelines/{name}/pause`, `/resume` | checkpoint and stop reading; start again |
+//! | `POST /v1/search` | `sluice search` over a pipeline's vector sink (JSON) |
 //! | `POST /v1/sql` | `{"pipeline", "query", "format": "json" \| "arrow"}`, read-only like `sluice sql` |
 //! | `GET /healthz`, `/readyz` | liveness; readiness (folder scanned, nothing still starting) |
 //! | `GET /metrics` | Prometheus text |
@@ -35,6 +36,7 @@ use serde_json::{json, Value};
 use super::supervisor::{Command, PipelineHandle, State as RunState};
 use super::Daemon;
 use crate::inspect::{self, OutputFormat};
+use crate::search;
 
 /// The Arrow IPC stream media type.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -79,6 +81,7 @@ pub fn router(daemon: Arc<Daemon>, access: Access) -> Router {
         .route("/v1/pipelines/{name}/pause", post(pause))
         .route("/v1/pipelines/{name}/resume", post(resume))
         .route("/v1/sql", post(sql))
+        .route("/v1/search", post(search))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -399,6 +402,45 @@ async fn sql(State(api): State<Api>, headers: axum::http::HeaderMap, body: Bytes
             Ok(bytes) => ([(header::CONTENT_TYPE, ARROW_STREAM)], Body::from(bytes)).into_response(),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
+    }
+}
+
+/// `POST /v1/search`: `{"pipeline": NAME, "query": TEXT, "sink", "k", "mode",
+/// "where"}`, the fields of `sluice search`; answers its JSON.
+async fn search(State(api): State<Api>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = require_json(&headers) {
+        return refused;
+    }
+    const SHAPE: &str = "the body must be {\"pipeline\": NAME, \"query\": TEXT, \"sink\"?, \"k\"?, \"mode\"?: \"vector\"|\"text\"|\"hybrid\", \"where\"?}";
+    let mut fields = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, SHAPE),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{SHAPE}: {e}")),
+    };
+    let Some(Value::String(name)) = fields.remove("pipeline") else {
+        return error(StatusCode::BAD_REQUEST, format!("{SHAPE}: no pipeline"));
+    };
+    let request: search::Request = match serde_json::from_value(Value::Object(fields)) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{SHAPE}: {e}")),
+    };
+    let Some(p) = api.daemon.pipeline(&name) else {
+        return not_found(&name);
+    };
+    let Some(plan) = p.plan() else {
+        return error(
+            StatusCode::CONFLICT,
+            format!("pipeline `{name}` has no valid version to search"),
+        );
+    };
+    match tokio::time::timeout(api.sql_limits.timeout, search::search(&plan, &request)).await {
+        Ok(Ok(found)) => Json(found).into_response(),
+        Ok(Err(e)) if e.is_user_error() => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the search took over {:?}", api.sql_limits.timeout),
+        ),
     }
 }
 

@@ -88,7 +88,7 @@ impl TableFunctionImpl for VectorSearch {
                     .enable_all()
                     .build()
                     .map_err(|e| external(Box::new(e)))?;
-                rt.block_on(table.nearest(vector, k))
+                rt.block_on(table.nearest(vector, k, None))
                     .map_err(|e| external(Box::new(e)))
             })
             .join()

@@ -16,6 +16,7 @@ use crate::sink::LanceDbSink;
 ///     table: chunks
 ///     dimension: 384            # optional; checked against the plan and the table
 ///     index: {type: ivf_pq, metric: cosine, after_rows: 100000}
+///     full_text: true           # a full-text index on `text`, for text and hybrid search
 ///     storage_options:          # for s3://, as LanceDB names them; ${ENV} works
 ///       aws_endpoint: http://127.0.0.1:9000
 ///       allow_http: "true"
@@ -33,6 +34,12 @@ pub struct LanceDbSinkConfig {
     pub embedding_column: String,
     #[serde(default)]
     pub index: Option<IndexSpec>,
+    /// Keep a full-text index (`full_text: true` or `{column, language}`).
+    #[serde(
+        default,
+        deserialize_with = "sluice_connector_sdk::read::full_text::deserialize"
+    )]
+    pub full_text: Option<sluice_connector_sdk::read::FullText>,
     /// Passed to LanceDB's object store as they are.
     #[serde(default)]
     pub storage_options: std::collections::BTreeMap<String, String>,
@@ -154,6 +161,9 @@ impl SinkConfig for LanceDbSinkConfig {
             &self.embedding_column,
             self.dimension,
         ));
+        if let Some(ft) = &self.full_text {
+            issues.extend(ft.check(input));
+        }
         issues
     }
 
@@ -163,7 +173,7 @@ impl SinkConfig for LanceDbSinkConfig {
     ) -> Option<futures::future::BoxFuture<'static, Result<String>>> {
         let (uri, config) = (self.resolved_uri(&ctx.base_dir), self.clone());
         Some(Box::pin(async move {
-            crate::sink::rebuild_index(&uri, &config).await
+            crate::index::rebuild_index(&uri, &config).await
         }))
     }
 
@@ -174,6 +184,8 @@ impl SinkConfig for LanceDbSinkConfig {
                 table: self.table.clone(),
                 options: self.storage_options(),
                 schema: table_schema(input),
+                full_text: self.full_text.is_some(),
+                metric: self.index.as_ref().map_or(Metric::Cosine, |i| i.metric),
             },
         )))
     }

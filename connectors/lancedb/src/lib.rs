@@ -3,13 +3,15 @@
 //!
 //! Per epoch: delete the rows of the epoch's doc_ids, add the new rows (tagged
 //! with `epoch`), commit. `open(committed)` deletes rows of later epochs. An ANN
-//! index (`ivf_pq` or `hnsw`) is built once the table passes `after_rows`.
+//! index (`ivf_pq` or `hnsw`) is built once the table passes `after_rows`; with
+//! `full_text`, a full-text index on the text column.
 //!
 //! - [`config`]: the YAML block, checked against the plan (the dimension too).
-//! - [`sink`]: the running sink.
-//! - [`read`]: the table for `sluice sql` and `vector_search`.
+//! - [`sink`]: the running sink; [`index`]: its vector and full-text indexes.
+//! - [`read`]: the table for `sluice sql`, `vector_search` and `sluice search`.
 
 pub mod config;
+pub mod index;
 pub mod read;
 pub mod sink;
 

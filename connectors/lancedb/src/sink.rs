@@ -9,28 +9,25 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
-use lancedb::index::Index;
 use lancedb::table::NewColumnTransform;
-use lancedb::{Connection, DistanceType, Table};
+use lancedb::{Connection, Table};
 use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions, EpochRows};
 use sluice_connector_sdk::writer::EpochWriter;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, SinkContext};
 
-use sluice_connector_sdk::Metric;
-
-use crate::config::{IndexSpec, IndexType, LanceDbSinkConfig, EPOCH, WRITER};
+use crate::config::{LanceDbSinkConfig, EPOCH, WRITER};
 
 pub struct LanceDbSink {
-    config: LanceDbSinkConfig,
+    pub(crate) config: LanceDbSinkConfig,
     uri: String,
     schema: SchemaRef,
-    table: Option<Table>,
-    indexed: bool,
+    pub(crate) table: Option<Table>,
+    /// The vector index exists (or is not wanted).
+    pub(crate) indexed: bool,
     /// Who runs this sink: its name, where refused documents go, whether
     /// others write the table too (no rollback by epoch number then), and
     /// whether it is a backfill (rows carry epoch 0).
-    ctx: SinkContext,
+    pub(crate) ctx: SinkContext,
     /// Stamped on every row (`sluice_writer`); rollbacks touch only its rows.
     writer: String,
 }
@@ -79,7 +76,7 @@ fn non_finite(batches: &[RecordBatch], doc: &str, embedding: &str) -> Vec<(Strin
 
 /// Storage and network failures may pass (an object store that is briefly
 /// unreachable); the rest (schemas, inputs) will not.
-fn lance_err(what: impl Into<String>, e: lancedb::Error) -> ConnectorError {
+pub(crate) fn lance_err(what: impl Into<String>, e: lancedb::Error) -> ConnectorError {
     let transient = matches!(
         e,
         lancedb::Error::ObjectStore { .. }
@@ -148,7 +145,7 @@ impl LanceDbSink {
         crate::connect(&self.uri, &self.config.storage_options()).await
     }
 
-    fn table(&self) -> Result<&Table> {
+    pub(crate) fn table(&self) -> Result<&Table> {
         self.table
             .as_ref()
             .ok_or_else(|| ConnectorError::internal("lancedb sink used before open"))
@@ -177,42 +174,6 @@ impl LanceDbSink {
             })
             .collect::<Result<_>>()?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-
-    async fn maybe_index(&mut self) -> Result<()> {
-        let Some(spec) = self.config.index.clone() else {
-            return Ok(());
-        };
-        if self.indexed {
-            return Ok(());
-        }
-        let table = self.table()?;
-        let column = self.config.embedding_column.clone();
-        let existing = table
-            .list_indices()
-            .await
-            .map_err(|e| lance_err("listing indexes", e))?;
-        if existing.iter().any(|i| i.columns.contains(&column)) {
-            self.indexed = true;
-            return Ok(());
-        }
-        let rows = table
-            .count_rows(None)
-            .await
-            .map_err(|e| lance_err("counting rows", e))?;
-        if rows < spec.after_rows {
-            return Ok(());
-        }
-        let index = index_for(&spec);
-        tracing::info!(sink = %self.ctx.name, rows, "building the {:?} index on `{column}`", spec.kind);
-        table
-            .create_index(&[column.as_str()], index)
-            .replace(true)
-            .execute()
-            .await
-            .map_err(|e| lance_err("building the vector index", e))?;
-        self.indexed = true;
-        Ok(())
     }
 }
 
@@ -290,7 +251,8 @@ impl EpochWriter for LanceDbSink {
         for (doc, version, why) in prepared.refused {
             self.ctx.dead_letter(doc, version, why);
         }
-        self.maybe_index().await
+        self.maybe_index().await?;
+        self.maybe_index_text().await
     }
 }
 
@@ -365,49 +327,6 @@ impl LanceDbSink {
         }
         Ok(table)
     }
-}
-
-fn index_for(spec: &IndexSpec) -> Index {
-    let distance = match spec.metric {
-        Metric::Cosine => DistanceType::Cosine,
-        Metric::L2 => DistanceType::L2,
-        Metric::Dot => DistanceType::Dot,
-    };
-    match spec.kind {
-        IndexType::IvfPq => Index::IvfPq(IvfPqIndexBuilder::default().distance_type(distance)),
-        IndexType::Hnsw => Index::IvfHnswSq(IvfHnswSqIndexBuilder::default().distance_type(distance)),
-    }
-}
-
-/// Build (or replace) the vector index of the sink's table now, whatever its size.
-/// Without an `index` in the config, an HNSW index on cosine distance.
-pub async fn rebuild_index(uri: &str, config: &LanceDbSinkConfig) -> Result<String> {
-    let spec = config.index.clone().unwrap_or(IndexSpec {
-        kind: IndexType::Hnsw,
-        metric: Metric::Cosine,
-        after_rows: 0,
-    });
-    let db = crate::connect(uri, &config.storage_options()).await?;
-    let table = db.open_table(&config.table).execute().await.map_err(|e| {
-        lance_err(
-            format!("opening `{}` (has the pipeline run yet?)", config.table),
-            e,
-        )
-    })?;
-    let rows = table
-        .count_rows(None)
-        .await
-        .map_err(|e| lance_err("counting rows", e))?;
-    table
-        .create_index(&[config.embedding_column.as_str()], index_for(&spec))
-        .replace(true)
-        .execute()
-        .await
-        .map_err(|e| lance_err("building the vector index", e))?;
-    Ok(format!(
-        "built a {:?} index ({:?}) on `{}` over {rows} rows",
-        spec.kind, spec.metric, config.embedding_column
-    ))
 }
 
 #[cfg(test)]

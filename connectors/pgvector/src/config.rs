@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use serde::Deserialize;
+use sluice_connector_sdk::read::FullText;
 use sluice_connector_sdk::{
     ConfigIssue, HumanDuration, InspectTable, Metric, PlanContext, Result, Sink, SinkConfig, SinkContext,
 };
@@ -21,6 +22,7 @@ use crate::sink::PgVectorSink;
 ///     tls: disable            # or require: TLS or no connection
 ///     ca_file: ca.pem         # optional, with tls: require; trusted besides the web PKI roots
 ///     index: {type: hnsw, metric: cosine}
+///     full_text: true         # a GIN index on to_tsvector('english', text), for text and hybrid search
 ///     max_outage: 60s         # retry this long while the database is unreachable
 /// ```
 #[derive(Clone, Deserialize)]
@@ -45,6 +47,12 @@ pub struct PgVectorSinkConfig {
     pub ca_file: Option<String>,
     #[serde(default)]
     pub index: IndexSpec,
+    /// Keep a full-text index (`full_text: true` or `{column, language}`).
+    #[serde(
+        default,
+        deserialize_with = "sluice_connector_sdk::read::full_text::deserialize"
+    )]
+    pub full_text: Option<FullText>,
     #[serde(default = "default_outage")]
     pub max_outage: HumanDuration,
 }
@@ -144,6 +152,18 @@ impl PgVectorSinkConfig {
     pub fn columns(&self, input: &Schema) -> std::result::Result<Vec<Column>, Vec<ConfigIssue>> {
         columns::select(input, self)
     }
+
+    /// The `tsvector` expression the full-text index is built on, and which
+    /// text queries must repeat word for word for PostgreSQL to use it.
+    pub fn tsvector(&self) -> Option<String> {
+        self.full_text.as_ref().map(|ft| {
+            format!(
+                "to_tsvector('{}'::regconfig, coalesce({}, ''))",
+                ft.language.name(),
+                crate::sink::quote(&ft.column)
+            )
+        })
+    }
 }
 
 impl SinkConfig for PgVectorSinkConfig {
@@ -184,8 +204,20 @@ impl SinkConfig for PgVectorSinkConfig {
                 ));
             }
         }
-        if let Err(more) = self.columns(input) {
-            issues.extend(more);
+        match self.columns(input) {
+            Err(more) => issues.extend(more),
+            Ok(stored) => {
+                if let Some(ft) = &self.full_text {
+                    let problems = ft.check(input);
+                    if problems.is_empty() && !stored.iter().any(|c| c.name == ft.column) {
+                        issues.push(ConfigIssue::new(
+                            Some("full_text.column"),
+                            format!("`{}` is not among the `columns` stored", ft.column),
+                        ));
+                    }
+                    issues.extend(problems);
+                }
+            }
         }
         issues
     }

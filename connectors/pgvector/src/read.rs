@@ -12,7 +12,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use sluice_connector_sdk::read::{conform, BatchStream, SinkTable, DISTANCE};
+use sluice_connector_sdk::read::filter::SqlDialect;
+use sluice_connector_sdk::read::{conform, BatchStream, Filter, SinkTable, DISTANCE, SCORE};
 use sluice_connector_sdk::vectors;
 use sluice_connector_sdk::{ConnectorError, Metric, Result};
 use tokio_postgres::Row;
@@ -23,6 +24,9 @@ use crate::sink::{connect, pg_err, quote, WRITER};
 
 /// Rows per batch of a scan.
 const BATCH_ROWS: usize = 4096;
+
+/// The most words of a text query used.
+const MAX_WORDS: usize = 64;
 
 /// A pgvector sink's table.
 pub struct PgTable {
@@ -184,22 +188,108 @@ impl SinkTable for PgTable {
         true
     }
 
-    async fn nearest(&self, vector: Vec<f32>, k: usize) -> Result<Vec<RecordBatch>> {
-        let server = self.server();
-        let client = connect(&self.config.url, self.tls.as_ref())
-            .await
-            .map_err(|e| pg_err(&server, "connect", e))?;
+    async fn nearest(&self, vector: Vec<f32>, k: usize, filter: Option<&Filter>) -> Result<Vec<RecordBatch>> {
         let distance = format!(
             "{} {} $1",
             quote(&self.config.embedding_column),
             operator(self.config.index.metric)
         );
         let sql = format!(
-            "SELECT {}, ({distance})::real AS {DISTANCE} FROM {} ORDER BY {distance} LIMIT {k}",
+            "SELECT {}, ({distance})::real AS {DISTANCE} FROM {}{} ORDER BY {distance} LIMIT {k}",
             self.select_list(),
-            quote(&self.config.table)
+            quote(&self.config.table),
+            where_clause(filter, None),
         );
-        let rows = match client.query(&sql, &[&pgvector::Vector::from(vector)]).await {
+        self.ranked(&sql, &pgvector::Vector::from(vector), DISTANCE).await
+    }
+
+    fn can_match_text(&self) -> bool {
+        self.config.full_text.is_some()
+    }
+
+    async fn matching(&self, text: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<RecordBatch>> {
+        let (Some(tsvector), Some(ft)) = (self.config.tsvector(), &self.config.full_text) else {
+            return Err(ConnectorError::user(
+                "this sink keeps no full-text index; set `full_text: true` on it",
+            ));
+        };
+        // Any word of the query (OR, as LanceDB's match query), each word
+        // normalized by PostgreSQL itself, so nothing typed is tsquery syntax.
+        // The same tsvector expression as the index, so that PostgreSQL uses it.
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(MAX_WORDS)
+            .map(str::to_string)
+            .collect();
+        let language = ft.language.name();
+        let query = format!(
+            "(SELECT coalesce(string_agg(q::text, ' | '), '')::tsquery AS q FROM \
+               (SELECT plainto_tsquery('{language}'::regconfig, w) AS q FROM unnest($1::text[]) AS w) AS words \
+             WHERE numnode(q) > 0)"
+        );
+        let matches = format!("{tsvector} @@ sluice_query.q");
+        let sql = format!(
+            "SELECT {}, ts_rank_cd({tsvector}, sluice_query.q)::real AS {SCORE} \
+             FROM {}, {query} AS sluice_query{} \
+             ORDER BY {SCORE} DESC, {} LIMIT {k}",
+            self.select_list(),
+            quote(&self.config.table),
+            where_clause(filter, Some(&matches)),
+            quote(&self.config.id_column),
+        );
+        self.ranked(&sql, &words, SCORE).await
+    }
+}
+
+/// `WHERE` with the filter (in PostgreSQL's quoting) and `also`, or nothing.
+fn where_clause(filter: Option<&Filter>, also: Option<&str>) -> String {
+    let parts: Vec<String> = also
+        .map(str::to_string)
+        .into_iter()
+        .chain(filter.map(|f| f.to_sql(&PG_SQL)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", parts.join(" AND "))
+    }
+}
+
+/// Text as an escape string (`E'...'`), which means the same whatever the
+/// server's `standard_conforming_strings`.
+fn escape_string(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+const PG_SQL: SqlDialect = SqlDialect {
+    quote_ident: quote,
+    quote_text: escape_string,
+};
+
+impl PgTable {
+    /// Run a ranking query with one parameter; its rows are the stored columns
+    /// and a real `extra` column.
+    async fn ranked(
+        &self,
+        sql: &str,
+        param: &(dyn tokio_postgres::types::ToSql + Sync),
+        extra: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        let server = self.server();
+        let client = connect(&self.config.url, self.tls.as_ref())
+            .await
+            .map_err(|e| pg_err(&server, "connect", e))?;
+        // The HNSW index stops at `hnsw.ef_search` (40) candidates, fewer
+        // still after a filter: pgvector 0.8 scans on until `k` rows pass, in
+        // exact order. An older pgvector has no such setting; search as it can.
+        if let Err(e) = client
+            .batch_execute("SET hnsw.iterative_scan = strict_order")
+            .await
+        {
+            tracing::debug!("pgvector without iterative index scans: {e}");
+        }
+        let rows = match client.query(sql, &[param]).await {
             Ok(rows) => rows,
             Err(e) if no_table(&e) => return Ok(Vec::new()),
             Err(e) => return Err(pg_err(&server, "searching the table", e)),
@@ -210,7 +300,7 @@ impl SinkTable for PgTable {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        fields.push(Field::new(DISTANCE, DataType::Float32, true));
+        fields.push(Field::new(extra, DataType::Float32, true));
         Ok(vec![batch(
             &self.stored(),
             &rows,

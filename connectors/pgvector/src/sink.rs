@@ -72,6 +72,12 @@ pub(crate) fn quote(ident: &str) -> String {
 /// Is this a lost connection (retry) rather than a refusal by the database (fail)?
 /// A server going down says so first: SQLSTATE 57P01-57P03 (shut down by an
 /// administrator, crashed, starting up) or class 08 (connection exception).
+/// A stable 32-bit hash (FNV-1a), for an index name that follows its expression.
+fn fnv1a(text: &str) -> u32 {
+    text.bytes()
+        .fold(0x811c_9dc5, |h: u32, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     let going_down = e.code().is_some_and(|c| {
         let c = c.code();
@@ -202,6 +208,16 @@ impl PgVectorSink {
         }
         if self.config.index.kind == IndexType::Hnsw {
             ddl.push(self.hnsw_ddl());
+        }
+        if let Some(tsvector) = self.config.tsvector() {
+            // PostgreSQL keeps a GIN index up on every write; a changed
+            // language or column is a new expression, so a new index name.
+            let table = &self.config.table[..self.config.table.len().min(50)];
+            let name = format!("{table}_fts_{:08x}", fnv1a(&tsvector));
+            ddl.push(format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} USING gin ({tsvector})",
+                quote(&name)
+            ));
         }
         ddl
     }

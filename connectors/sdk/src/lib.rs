@@ -22,7 +22,8 @@
 //! - [`location`]: a local path or a URL (`file://`, `s3://`, `gs://`, `az://`)
 //!   as an object store and a prefix; [`detect`]: a document's content type.
 //! - [`read`]: what a sink's store answers besides writes (its rows for SQL,
-//!   nearest-neighbour search), so the engine reads every store the same way.
+//!   vector and full-text search with a filter pushed into the store), so the
+//!   engine reads and searches every store the same way.
 //! - [`lineage`]: what made a row (pipeline version, chunker, model),
 //!   stamped on every row of a sink that keeps it.
 //! - [`vectors`]: the embedding column's type, and building one from vectors.

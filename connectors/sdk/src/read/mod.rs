@@ -1,5 +1,7 @@
-//! What a sink's store answers besides writes: its rows, for `sluice sql`, and
-//! the rows nearest to a vector, for `vector_search`.
+//! What a sink's store answers besides writes: its rows, for `sluice sql`; the
+//! rows nearest to a vector, for `vector_search` and `sluice search`; and the
+//! rows that best match a text by the store's own full-text index. Both
+//! searches take a [`Filter`] that the store applies before it ranks.
 //!
 //! A sink offers these through [`crate::SinkConfig::inspect_table`] as
 //! [`crate::InspectTable::Store`]; the engine registers the table under the
@@ -36,8 +38,17 @@ use futures::stream::BoxStream;
 
 use crate::{ConnectorError, Result};
 
+pub mod filter;
+pub mod full_text;
+
+pub use filter::Filter;
+pub use full_text::FullText;
+
 /// The column `nearest` adds: the distance to the query vector (smaller is nearer).
 pub const DISTANCE: &str = "_distance";
+
+/// The column `matching` adds: the store's full-text relevance (larger is better).
+pub const SCORE: &str = "_score";
 
 /// Batches of a table, read lazily.
 pub type BatchStream = BoxStream<'static, Result<RecordBatch>>;
@@ -56,11 +67,27 @@ pub trait SinkTable: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// The `k` rows nearest to `vector`, nearest first, each with
-    /// [`DISTANCE`] after the table's columns.
-    async fn nearest(&self, vector: Vec<f32>, k: usize) -> Result<Vec<RecordBatch>> {
-        let _ = (vector, k);
+    /// The `k` rows nearest to `vector` among those `filter` keeps, nearest
+    /// first, each with [`DISTANCE`] (Float32) after the table's columns.
+    async fn nearest(&self, vector: Vec<f32>, k: usize, filter: Option<&Filter>) -> Result<Vec<RecordBatch>> {
+        let _ = (vector, k, filter);
         Err(ConnectorError::user("this sink's store cannot search by vector"))
+    }
+
+    /// Whether [`SinkTable::matching`] works: the sink keeps a full-text index
+    /// (its `full_text` setting).
+    fn can_match_text(&self) -> bool {
+        false
+    }
+
+    /// The `k` rows among those `filter` keeps that best match `text` by the
+    /// store's full-text ranking, best first, each with [`SCORE`] (Float32)
+    /// after the table's columns. No row matching is no rows, not an error.
+    async fn matching(&self, text: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<RecordBatch>> {
+        let _ = (text, k, filter);
+        Err(ConnectorError::user(
+            "this sink keeps no full-text index; set `full_text: true` on it",
+        ))
     }
 }
 
