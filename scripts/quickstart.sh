@@ -21,4 +21,6 @@ say "what each stage produced"
 "$SLUICE" sql --pipeline "$P" "SELECT content_type, count(*) AS docs, sum(chunk_count) AS chunks, sum(token_count) AS tokens FROM doc_features GROUP BY content_type ORDER BY content_type"
 "$SLUICE" sql --pipeline "$P" "SELECT title, substr(text, 1, 50) AS text, round(_distance, 3) AS distance FROM vector_search(vectors, 'how does backpressure work', 3)"
 "$SLUICE" dlq list --pipeline "$P"
-say "done: try  $SLUICE sql --pipeline $P \"SELECT * FROM chunk_store LIMIT 3\""
+say "how well search answers 36 hand-written questions (pipelines/quickstart-questions.jsonl)"
+"$SLUICE" eval --pipeline "$P" --questions pipelines/quickstart-questions.jsonl
+say "done: try  $SLUICE search --pipeline $P \"what happens after a crash\""

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod daemon;
 pub mod dlq;
 pub mod error;
+pub mod eval;
 pub mod inspect;
 pub mod plan;
 pub mod runtime;

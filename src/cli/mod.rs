@@ -3,6 +3,7 @@
 mod backfill;
 mod daemon;
 mod dlq;
+mod eval;
 mod run;
 mod search;
 mod sql;
@@ -174,6 +175,33 @@ pub enum Command {
         format: OutputFormat,
         /// The query text.
         query: String,
+    },
+    /// How well a vector sink answers questions with known answers:
+    /// recall@k, MRR@k, nDCG@k and latency per search mode, stored with the
+    /// pipeline version and model (`--history` shows them over time).
+    Eval {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// JSON lines: {"question": "...", "relevant": ["doc_id or its path end",
+        /// "chunk_id", {"contains": "text"}]}.
+        #[arg(long, required_unless_present = "history")]
+        questions: Option<PathBuf>,
+        #[arg(long)]
+        sink: Option<String>,
+        /// Cutoffs.
+        #[arg(short = 'k', long = "k", value_delimiter = ',', default_value = "1,5,10")]
+        k: Vec<usize>,
+        /// Modes to measure (default: every mode the sink can search by).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        mode: Vec<crate::search::Mode>,
+        /// A predicate on the sink's columns, as for `sluice search`.
+        #[arg(long = "where", value_name = "PREDICATE")]
+        filter: Option<String>,
+        /// Show the runs recorded for this pipeline instead of running.
+        #[arg(long, conflicts_with = "questions")]
+        history: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
     },
     /// The dead-letter store.
     Dlq {
@@ -349,6 +377,28 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 filter,
             };
             search::search(&pipeline, state, &request, format).await
+        }
+        Command::Eval {
+            pipeline,
+            questions,
+            sink,
+            k,
+            mode,
+            filter,
+            history,
+            format,
+        } => {
+            let request = crate::eval::Request {
+                sink,
+                ks: k,
+                modes: Some(mode),
+                filter,
+            };
+            let what = match (history, questions) {
+                (true, _) | (false, None) => eval::What::History,
+                (false, Some(q)) => eval::What::Run(q, request),
+            };
+            eval::eval(&pipeline, state, what, format).await
         }
         Command::Dlq { command } => match command {
             DlqCommand::List {

@@ -114,6 +114,11 @@ pub fn render(daemon: &Daemon) -> String {
         if let Some(series) = rate.filter(|r| r.count > 0) {
             f.gauge(series.name, series.help, &[("pipeline", pl)], p.rate());
         }
+        if let Some(plan) = p.plan() {
+            if let Some(report) = crate::eval::history::last(&plan) {
+                eval_series(&mut f, pl, &report);
+            }
+        }
         for (sink, rows) in &m.sinks {
             let fill = fill(format!("sink:{sink}"));
             let l = [("pipeline", pl), ("sink", sink.as_str())];
@@ -134,6 +139,52 @@ pub fn render(daemon: &Daemon) -> String {
         }
     }
     f.render()
+}
+
+/// The last `sluice eval` of the pipeline: its figures per mode and cutoff.
+fn eval_series(f: &mut Families, pl: &str, r: &crate::eval::Report) {
+    let at = chrono::DateTime::parse_from_rfc3339(&r.at).map_or(0.0, |t| t.timestamp() as f64);
+    let l = [("pipeline", pl), ("sink", r.sink.as_str())];
+    f.gauge(
+        "sluice_eval_timestamp_seconds",
+        "When the last eval ran (Unix time).",
+        &l,
+        at,
+    );
+    f.gauge(
+        "sluice_eval_questions",
+        "Questions in the last eval.",
+        &l,
+        r.questions as f64,
+    );
+    for m in &r.modes {
+        let mode = crate::eval::mode_name(m.mode);
+        let lm = [("pipeline", pl), ("sink", r.sink.as_str()), ("mode", mode)];
+        for a in &m.at_k {
+            let k = a.k.to_string();
+            let lk = [lm[0], lm[1], lm[2], ("k", k.as_str())];
+            f.gauge(
+                "sluice_eval_recall",
+                "Recall@k of the last eval.",
+                &lk,
+                a.scores.recall,
+            );
+            f.gauge("sluice_eval_mrr", "MRR@k of the last eval.", &lk, a.scores.mrr);
+            f.gauge("sluice_eval_ndcg", "nDCG@k of the last eval.", &lk, a.scores.ndcg);
+        }
+        f.gauge(
+            "sluice_eval_latency_p50_seconds",
+            "Median search latency in the last eval.",
+            &lm,
+            m.latency_ms.p50 / 1e3,
+        );
+        f.gauge(
+            "sluice_eval_latency_p95_seconds",
+            "95th percentile search latency in the last eval.",
+            &lm,
+            m.latency_ms.p95 / 1e3,
+        );
+    }
 }
 
 /// The supervisor's view: state, config errors, restarts, reloads.

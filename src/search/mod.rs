@@ -116,7 +116,7 @@ pub fn searchable(plan: &Plan) -> Vec<(String, Arc<dyn SinkTable>)> {
 }
 
 /// The sink `wanted` names, or the only searchable one.
-fn pick(plan: &Plan, wanted: Option<&str>) -> Result<(String, Arc<dyn SinkTable>)> {
+pub fn pick(plan: &Plan, wanted: Option<&str>) -> Result<(String, Arc<dyn SinkTable>)> {
     let mut all = searchable(plan);
     let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
     if names.is_empty() {

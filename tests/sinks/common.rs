@@ -41,6 +41,49 @@ sinks:
     )
 }
 
+/// A pipeline named `name` in `pipelines/`, over `../data`, that keeps each
+/// short document one chunk (up to `max_tokens`), into `sinks` (YAML list items).
+pub fn search_pipeline(name: &str, max_tokens: u32, sinks: &str) -> String {
+    format!(
+        r#"name: {name}
+checkpoint:
+  interval: 1s
+source:
+  type: files
+  path: ../data
+stages:
+  - name: parse
+    type: parse
+  - name: chunks
+    type: chunk
+    max_tokens: {max_tokens}
+    strategy: markdown
+  - name: embed
+    type: embed
+    model: {model}
+sinks:
+{sinks}
+"#,
+        model = model()
+    )
+}
+
+/// Short notes on unrelated subjects, one chunk each; one carries a rare code.
+pub const NOTES: &[(&str, &str)] = &[
+    ("cats.md", "Cats are small domesticated animals. They purr, hunt mice and sleep for most of the day on warm windowsills."),
+    ("dogs.md", "Dogs are loyal companions. They fetch sticks, guard the house and need a long walk every morning."),
+    ("bread.md", "To bake bread, knead flour, water, yeast and salt, let the dough rise for an hour, then bake it in a hot oven."),
+    ("bonds.md", "A bond pays interest on a schedule. When central banks raise rates, the price of existing bonds falls."),
+    ("firmware.md", "Firmware build qzx4471 shipped to the routers on Tuesday after the signing keys were rotated."),
+];
+
+/// [`NOTES`] and `more` into `data/`.
+pub fn notes(ws: &Workspace, more: &[(&str, &str)]) {
+    for (name, text) in NOTES.iter().chain(more) {
+        ws.write(&format!("data/{name}"), format!("# Note\n\n{text}\n"));
+    }
+}
+
 pub fn corpus(ws: &Workspace) {
     for d in 0..4 {
         let mut text = format!("# Document {d}\n\n");

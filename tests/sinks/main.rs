@@ -6,6 +6,7 @@
 mod util;
 
 mod common;
+mod eval;
 mod feature_store;
 #[path = "../daemon/harness.rs"]
 #[allow(dead_code)]

@@ -6,48 +6,29 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::common::model;
+use crate::common::{notes, search_pipeline};
 use crate::harness;
 use crate::util::{self, Workspace};
 
 /// Six one-chunk documents on unrelated subjects; one carries a rare token.
 fn corpus(ws: &Workspace) {
-    for (name, text) in [
-        ("cats.md", "Cats are small domesticated animals. They purr, hunt mice and sleep for most of the day on warm windowsills."),
-        ("dogs.md", "Dogs are loyal companions. They fetch sticks, guard the house and need a long walk every morning."),
-        ("bread.md", "To bake bread, knead flour, water, yeast and salt, let the dough rise for an hour, then bake it in a hot oven."),
-        ("bonds.md", "A bond pays interest on a schedule. When central banks raise rates, the price of existing bonds falls."),
-        ("firmware.md", "Firmware build qzx4471 shipped to the routers on Tuesday after the signing keys were rotated."),
+    notes(
+        ws,
+        &[
         ("rivers.md", "Rivers carry sediment to the sea. Over centuries a delta grows where the water slows down at the coast."),
-    ] {
-        ws.write(&format!("data/{name}"), format!("# Note\n\n{text}\n"));
-    }
+        ],
+    );
 }
 
 fn pipeline(pg_url: &str, table: &str) -> String {
-    format!(
-        r#"name: searchable
-checkpoint:
-  interval: 1s
-source:
-  type: files
-  path: ../data
-stages:
-  - name: parse
-    type: parse
-  - name: chunks
-    type: chunk
-    max_tokens: 200
-    strategy: markdown
-  - name: embed
-    type: embed
-    model: {model}
-sinks:
-  - {{name: pg, type: pgvector, url: "{pg_url}", table: {table}, dimension: 384, full_text: true}}
-  - {{name: lance, type: lancedb, uri: ../lance, table: chunks, dimension: 384, full_text: {{column: text, language: english}}}}
-  - {{name: plain, type: lancedb, uri: ../lance, table: plain, dimension: 384}}
-"#,
-        model = model()
+    search_pipeline(
+        "searchable",
+        200,
+        &format!(
+            "  - {{name: pg, type: pgvector, url: \"{pg_url}\", table: {table}, dimension: 384, full_text: true}}\n\
+             \x20 - {{name: lance, type: lancedb, uri: ../lance, table: chunks, dimension: 384, full_text: {{column: text, language: english}}}}\n\
+             \x20 - {{name: plain, type: lancedb, uri: ../lance, table: plain, dimension: 384}}"
+        ),
     )
 }
 
