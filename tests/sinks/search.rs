@@ -235,3 +235,55 @@ fn api(ws: &Workspace) {
         assert!(answer.contains(says), "{body}: {answer}");
     }
 }
+
+/// The pgvector sink keeps one stored tsvector column (named after its
+/// expression) with a GIN index; a new language replaces it, and taking
+/// `full_text` off drops it. Read with tokio-postgres.
+#[test]
+fn pgvector_keeps_one_full_text_column_with_its_index_and_drops_a_stale_one() {
+    let pg_url = util::services().pg;
+    let table = util::unique("fts");
+    let ws = Workspace::new();
+    crate::common::notes(&ws, &[]);
+    let rt = crate::common::runtime();
+    let columns = || -> Vec<(String, bool)> {
+        rt.block_on(async {
+            crate::common::pg(&pg_url)
+                .await
+                .query(
+                    "SELECT a.attname, EXISTS (SELECT 1 FROM pg_indexes i WHERE i.tablename = $1 \
+                       AND i.indexdef LIKE '%USING gin (' || a.attname || ')%') \
+                     FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND NOT a.attisdropped \
+                       AND a.attname LIKE 'sluice_fts_%'",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        })
+    };
+    let run = |full_text: &str| {
+        let sink = format!(
+            "  - {{name: pg, type: pgvector, url: \"{pg_url}\", table: {table}, dimension: 384{full_text}}}"
+        );
+        ws.write("pipelines/p.yaml", search_pipeline("fts", 200, &sink));
+        ws.ok(&["--state", "state", "run", "pipelines/p.yaml"]);
+    };
+    run(", full_text: true");
+    let english = columns();
+    assert_eq!(english.len(), 1, "{english:?}");
+    assert!(english[0].1, "a GIN index on {english:?}");
+    run(", full_text: {language: french}");
+    let french = columns();
+    assert_eq!(french.len(), 1, "{french:?}");
+    assert!(
+        french[0].1 && french[0].0 != english[0].0,
+        "{french:?} after {english:?}"
+    );
+    let found = search(&ws, &["--mode", "text", "boulangerie bread"]);
+    assert_eq!(docs(&found), ["bread.md"], "{found:#}");
+    run("");
+    assert_eq!(columns(), vec![], "full_text taken off");
+}

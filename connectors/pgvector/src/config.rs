@@ -22,7 +22,7 @@ use crate::sink::PgVectorSink;
 ///     tls: disable            # or require: TLS or no connection
 ///     ca_file: ca.pem         # optional, with tls: require; trusted besides the web PKI roots
 ///     index: {type: hnsw, metric: cosine}
-///     full_text: true         # a GIN index on to_tsvector('english', text), for text and hybrid search
+///     full_text: true         # a stored to_tsvector('english', text) with a GIN index, for text and hybrid search
 ///     max_outage: 60s         # retry this long while the database is unreachable
 /// ```
 #[derive(Clone, Deserialize)]
@@ -129,6 +129,15 @@ impl std::fmt::Debug for PgVectorSinkConfig {
     }
 }
 
+/// The name of every stored tsvector column starts so.
+pub const FTS_PREFIX: &str = "sluice_fts_";
+
+/// A stable 32-bit hash (FNV-1a), for a name that follows its expression.
+fn fnv1a(text: &str) -> u32 {
+    text.bytes()
+        .fold(0x811c_9dc5, |h: u32, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -153,15 +162,17 @@ impl PgVectorSinkConfig {
         columns::select(input, self)
     }
 
-    /// The `tsvector` expression the full-text index is built on, and which
-    /// text queries must repeat word for word for PostgreSQL to use it.
-    pub fn tsvector(&self) -> Option<String> {
+    /// The stored `tsvector` column the full-text index is built on, and the
+    /// expression PostgreSQL generates it with. The column is named after the
+    /// expression, so a new column or language is a new column.
+    pub fn full_text_column(&self) -> Option<(String, String)> {
         self.full_text.as_ref().map(|ft| {
-            format!(
+            let expression = format!(
                 "to_tsvector('{}'::regconfig, coalesce({}, ''))",
                 ft.language.name(),
                 crate::sink::quote(&ft.column)
-            )
+            );
+            (format!("{FTS_PREFIX}{:08x}", fnv1a(&expression)), expression)
         })
     }
 }

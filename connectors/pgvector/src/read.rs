@@ -208,14 +208,13 @@ impl SinkTable for PgTable {
     }
 
     async fn matching(&self, text: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<RecordBatch>> {
-        let (Some(tsvector), Some(ft)) = (self.config.tsvector(), &self.config.full_text) else {
+        let (Some((tsvector, _)), Some(ft)) = (self.config.full_text_column(), &self.config.full_text) else {
             return Err(ConnectorError::user(
                 "this sink keeps no full-text index; set `full_text: true` on it",
             ));
         };
         // Any word of the query (OR, as LanceDB's match query), each word
         // normalized by PostgreSQL itself, so nothing typed is tsquery syntax.
-        // The same tsvector expression as the index, so that PostgreSQL uses it.
         let words: Vec<String> = text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())

@@ -19,7 +19,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
 use crate::columns::{self, Column, PgType};
-use crate::config::{redact, IndexType, PgVectorSinkConfig};
+use crate::config::{redact, IndexType, PgVectorSinkConfig, FTS_PREFIX};
 
 pub struct PgVectorSink {
     config: PgVectorSinkConfig,
@@ -72,12 +72,6 @@ pub(crate) fn quote(ident: &str) -> String {
 /// Is this a lost connection (retry) rather than a refusal by the database (fail)?
 /// A server going down says so first: SQLSTATE 57P01-57P03 (shut down by an
 /// administrator, crashed, starting up) or class 08 (connection exception).
-/// A stable 32-bit hash (FNV-1a), for an index name that follows its expression.
-fn fnv1a(text: &str) -> u32 {
-    text.bytes()
-        .fold(0x811c_9dc5, |h: u32, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
-}
-
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     let going_down = e.code().is_some_and(|c| {
         let c = c.code();
@@ -209,14 +203,34 @@ impl PgVectorSink {
         if self.config.index.kind == IndexType::Hnsw {
             ddl.push(self.hnsw_ddl());
         }
-        if let Some(tsvector) = self.config.tsvector() {
-            // PostgreSQL keeps a GIN index up on every write; a changed
-            // language or column is a new expression, so a new index name.
-            let table = &self.config.table[..self.config.table.len().min(50)];
-            let name = format!("{table}_fts_{:08x}", fnv1a(&tsvector));
+        ddl.extend(self.full_text_ddl());
+        ddl
+    }
+
+    /// The stored tsvector column and its GIN index, which PostgreSQL keeps
+    /// up on every write; any other such column (an old column or language,
+    /// or `full_text` taken off) is dropped, with its index.
+    fn full_text_ddl(&self) -> Vec<String> {
+        let t = quote(&self.config.table);
+        let current = self.config.full_text_column();
+        // The table name is an identifier (checked at validate), safe in a literal.
+        let mut ddl = vec![format!(
+            "DO $$ DECLARE c text; BEGIN \
+               FOR c IN SELECT attname FROM pg_attribute WHERE attrelid = '{t}'::regclass \
+                 AND NOT attisdropped AND starts_with(attname, '{FTS_PREFIX}') AND attname <> '{keep}' LOOP \
+                 EXECUTE format('ALTER TABLE %I DROP COLUMN %I', '{table}', c); \
+               END LOOP; END $$",
+            table = self.config.table,
+            keep = current.as_ref().map(|(c, _)| c.as_str()).unwrap_or(""),
+        )];
+        if let Some((column, expression)) = current {
+            let table = &self.config.table[..self.config.table.len().min(40)];
             ddl.push(format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} USING gin ({tsvector})",
-                quote(&name)
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {column} tsvector GENERATED ALWAYS AS ({expression}) STORED"
+            ));
+            ddl.push(format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} USING gin ({column})",
+                quote(&format!("{table}_{column}"))
             ));
         }
         ddl
