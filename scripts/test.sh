@@ -2,6 +2,8 @@
 # Set up, then run the whole test suite with cargo-nextest.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash scripts/setup.sh
+# The tests' second embedding model (an fp32 graph built from the pinned weights).
+python3 scripts/fetch_models.py --second-model
 # PostgreSQL + pgvector, Redis and Feast for the sink tests; stopped at the end.
 bash scripts/services.sh up >/dev/null
 trap 'bash scripts/services.sh down' EXIT

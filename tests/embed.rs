@@ -14,10 +14,15 @@ use sluice_embed::EmbedConfig;
 use util::Workspace;
 
 fn model_dir() -> std::path::PathBuf {
-    let dir = util::repo_root().join("models/all-minilm-l6-v2");
+    models("all-minilm-l6-v2")
+}
+
+/// `models/<name>`, which `scripts/test.sh` fills.
+fn models(name: &str) -> std::path::PathBuf {
+    let dir = util::repo_root().join("models").join(name);
     assert!(
         dir.join("model.onnx").exists(),
-        "{} is missing: run `bash scripts/setup.sh` first",
+        "{} is missing: run `bash scripts/setup.sh` and `python3 scripts/fetch_models.py --second-model` first",
         dir.display()
     );
     dir
@@ -69,7 +74,16 @@ fn input_schema() -> SchemaRef {
 /// Embed `texts` through the stage, fed `per_batch` rows at a time, with
 /// micro-batches of `batch_size`. No cache, so every row runs through the model.
 fn embed(texts: &[&str], batch_size: usize, per_batch: usize) -> Vec<Vec<f32>> {
-    let mut config = EmbedConfig::new(model_dir());
+    embed_with(model_dir(), texts, batch_size, per_batch)
+}
+
+fn embed_with(
+    model: std::path::PathBuf,
+    texts: &[&str],
+    batch_size: usize,
+    per_batch: usize,
+) -> Vec<Vec<f32>> {
+    let mut config = EmbedConfig::new(model);
     config.batch_size = batch_size;
     config.cache = false;
     config.threads = 2;
@@ -130,6 +144,37 @@ fn vectors_match_an_independent_numpy_bert_and_paraphrases_are_nearest() {
             assert_eq!(nearest, partner, "nearest neighbour of {:?}", r.sentences[me]);
         }
     }
+}
+
+/// The tests' second model: the fp32 weights as an ONNX graph that
+/// `scripts/build_fp32_model.py` writes. Closer to the fp64 reference than the
+/// int8 default, and a model of its own (another fingerprint).
+#[test]
+fn the_fp32_second_model_matches_the_reference_and_has_its_own_fingerprint() {
+    let r = reference();
+    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
+    let fp32 = embed_with(models("all-minilm-l6-v2-fp32"), &texts, 8, 20);
+    let int8 = embed(&texts, 8, 20);
+    for (i, (a, b)) in fp32.iter().zip(&r.vectors).enumerate() {
+        assert_eq!(a.len(), 384);
+        let c = cosine(a, b);
+        assert!(c >= 0.99999, "sentence {i}: cosine {c} against the reference");
+        assert!(
+            cosine(&int8[i], b) < c,
+            "sentence {i}: the int8 model is not closer"
+        );
+    }
+    let fingerprint = |dir| {
+        EmbedConfig::new(dir)
+            .load(&PlanContext::new("/"))
+            .unwrap()
+            .fingerprint
+            .clone()
+    };
+    assert_ne!(
+        fingerprint(models("all-minilm-l6-v2-fp32")),
+        fingerprint(model_dir())
+    );
 }
 
 #[test]

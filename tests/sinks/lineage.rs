@@ -1,6 +1,7 @@
 //! Lineage on every vector: each row a vector sink writes carries the
 //! pipeline, its version, the chunker's settings and the model, read back
-//! through each store's own client; a change of chunking shows in SQL.
+//! through each store's own client; a change of chunking, and of model, shows
+//! in SQL.
 
 use std::collections::BTreeSet;
 
@@ -62,7 +63,7 @@ fn planned(ws: &Workspace) -> Vec<String> {
 }
 
 #[test]
-fn every_vector_row_carries_its_lineage_and_a_new_chunking_shows_in_sql() {
+fn every_vector_row_carries_its_lineage_and_a_new_chunking_or_model_shows_in_sql() {
     let pg_url = util::services().pg;
     let table = util::unique("lineage");
     let ws = Workspace::new();
@@ -115,6 +116,43 @@ fn every_vector_row_carries_its_lineage_and_a_new_chunking_shows_in_sql() {
         assert_eq!(
             groups[0]["chunk_settings"],
             second[2].as_str(),
+            "{sink}: {groups:?}"
+        );
+    }
+
+    // A new model (the fp32 graph of the same weights) and one edited
+    // document: its rows carry the new model's fingerprint, the rest keep the
+    // old one, and SQL tells them apart.
+    let fp32 = crate::common::model().replace("all-minilm-l6-v2", "all-minilm-l6-v2-fp32");
+    ws.write(
+        "p.yaml",
+        pipeline(&sinks)
+            .replace("max_tokens: 48", "max_tokens: 40")
+            .replace(&crate::common::model(), &fp32),
+    );
+    ws.write("data/doc0.md", "# Document 0\n\nRewritten under the new model.\n");
+    ws.ok(&["run", "p.yaml"]);
+    let third = planned(&ws);
+    assert_eq!(third[3], "all-minilm-l6-v2-fp32");
+    assert_ne!(third[4], second[4], "a new model, a new fingerprint");
+    assert_ne!(third[1], second[1], "the version follows the model");
+    for sink in ["vectors", "lance"] {
+        let groups = ws.query(
+            "p.yaml",
+            &format!(
+                "SELECT model_fingerprint, count(DISTINCT doc_id) AS docs FROM {sink} GROUP BY model_fingerprint ORDER BY docs"
+            ),
+        );
+        assert_eq!(groups.len(), 2, "{sink}: {groups:?}");
+        assert_eq!(
+            groups[0]["model_fingerprint"],
+            third[4].as_str(),
+            "{sink}: {groups:?}"
+        );
+        assert_eq!(groups[0]["docs"], 1, "only the edited document: {groups:?}");
+        assert_eq!(
+            groups[1]["model_fingerprint"],
+            second[4].as_str(),
             "{sink}: {groups:?}"
         );
     }
