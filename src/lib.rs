@@ -28,6 +28,7 @@ pub mod dlq;
 pub mod error;
 pub mod eval;
 pub mod inspect;
+pub mod migrate;
 pub mod plan;
 pub mod runtime;
 pub mod search;

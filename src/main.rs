@@ -1,6 +1,7 @@
 //! The `sluice` command line. Exit codes: 0 success (also after Ctrl-C, once the
 //! final checkpoint is written); 1 the pipeline failed; 2 an invalid pipeline,
-//! query or arguments.
+//! query or arguments; 3 a step refused for what it found (a migration's
+//! evaluation gate).
 
 use std::process::ExitCode;
 

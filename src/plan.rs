@@ -61,6 +61,8 @@ pub struct PlannedSink {
     pub input: SchemaRef,
     /// How many lineage columns the engine appends to `input` (the last ones).
     pub stamped: usize,
+    /// Set on a model migration's shadow of another sink (see [`crate::migrate`]).
+    pub shadow: Option<crate::migrate::plan::Shadow>,
 }
 
 #[derive(Debug)]

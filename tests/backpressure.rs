@@ -82,6 +82,7 @@ async fn a_blocked_sink_stops_the_source_and_bounds_rows_in_flight() {
         query: None,
         input: plan.last_schema(),
         stamped: 0,
+        shadow: None,
     }];
 
     let (options, _shutdown) = RunOptions::new(&plan);

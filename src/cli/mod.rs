@@ -4,6 +4,7 @@ mod backfill;
 mod daemon;
 mod dlq;
 mod eval;
+mod migrate;
 mod run;
 mod search;
 mod sql;
@@ -22,6 +23,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// The pipeline file, the query or the arguments are invalid.
 pub const EXIT_INVALID: u8 = 2;
+/// A step was refused for what it found: a migration's evaluation gate does
+/// not hold, or its shadow has not caught up.
+pub const EXIT_REFUSED: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -202,6 +206,12 @@ pub enum Command {
         history: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+    },
+    /// Move a vector sink to another embedding model: a shadow table filled
+    /// while the stream writes both, compared by eval, promoted behind a gate.
+    Migrate {
+        #[command(subcommand)]
+        command: migrate::MigrateCommand,
     },
     /// The dead-letter store.
     Dlq {
@@ -400,6 +410,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             };
             eval::eval(&pipeline, state, what, format).await
         }
+        Command::Migrate { command } => migrate::migrate(command, state).await,
         Command::Dlq { command } => match command {
             DlqCommand::List {
                 pipeline,
@@ -442,13 +453,15 @@ async fn rebuild_indexes(pipeline: &Path, state: Option<&Path>, only: Option<&st
 }
 
 /// Load and validate a pipeline file; with `--state`, its state lives in
-/// `STATE/<name>`.
+/// `STATE/<name>`. A model migration under way adds its shadow sink.
 pub fn load(pipeline: &Path, state: Option<&Path>) -> crate::Result<crate::plan::Plan> {
     let plan = crate::spec::load_file(pipeline)?;
-    Ok(match state {
+    let mut plan = match state {
         Some(root) => plan.with_state_root(root),
         None => plan,
-    })
+    };
+    crate::migrate::plan::apply(&mut plan)?;
+    Ok(plan)
 }
 
 /// `2024-05-01` (midnight UTC) or an RFC 3339 time, as Unix milliseconds.

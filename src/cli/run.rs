@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,13 +71,58 @@ fn progress(metrics: Arc<PipelineMetrics>, show: bool) -> Option<(ProgressBar, t
     Some((bar, task))
 }
 
+/// Run the pipeline; when a model migration starts or ends (`sluice migrate`)
+/// the run stops at a checkpoint and starts again with the new plan, so the
+/// stream writes the migration's shadow too.
 pub async fn run(pipeline: &Path, state: Option<&Path>, show_progress: bool) -> anyhow::Result<u8> {
-    run_plan(super::load(pipeline, state)?, show_progress).await
+    loop {
+        let plan = super::load(pipeline, state)?;
+        let watched = crate::migrate::stamp(&plan.state_dir);
+        let restart = Arc::new(AtomicBool::new(false));
+        let code = run_plan_watching(plan, show_progress, Some((watched, restart.clone()))).await?;
+        if !restart.load(Ordering::Relaxed) {
+            return Ok(code);
+        }
+        eprintln!("a model migration changed what this pipeline writes: starting again from the checkpoint");
+    }
 }
 
 /// Run `plan` with Ctrl-C handling and a progress bar; print the summary.
 pub(super) async fn run_plan(plan: crate::plan::Plan, show_progress: bool) -> anyhow::Result<u8> {
+    run_plan_watching(plan, show_progress, None).await
+}
+
+/// Stop the run (and set the flag) when the migration stamp moves off `watched`.
+fn watch_migrations(
+    state_dir: std::path::PathBuf,
+    watched: String,
+    restart: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if stop.is_closed() {
+                return;
+            }
+            if crate::migrate::stamp(&state_dir) != watched {
+                restart.store(true, Ordering::Relaxed);
+                let _ = stop.send(true);
+                return;
+            }
+        }
+    });
+}
+
+async fn run_plan_watching(
+    plan: crate::plan::Plan,
+    show_progress: bool,
+    watching: Option<(String, Arc<AtomicBool>)>,
+) -> anyhow::Result<u8> {
     let (options, shutdown) = RunOptions::new(&plan);
+    if let Some((watched, restart)) = watching {
+        watch_migrations(plan.state_dir.clone(), watched, restart, shutdown.clone());
+    }
     on_signal(shutdown);
     let metrics = options.metrics.clone();
     let bar = progress(options.metrics.clone(), show_progress);

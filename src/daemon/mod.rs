@@ -181,7 +181,14 @@ impl Daemon {
             let Ok(bytes) = std::fs::read(&file) else {
                 continue; // being replaced; the next scan sees it
             };
-            let hash = blake3::hash(&bytes);
+            // A model migration started or ended changes what the run writes.
+            let known = self.registry().files.get(&file).map(|e| e.name.clone());
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&bytes);
+            if let Some(name) = known {
+                hasher.update(crate::migrate::stamp(&self.options.state.join(name)).as_bytes());
+            }
+            let hash = hasher.finalize();
             if self.registry().files.get(&file).is_some_and(|e| e.hash == hash) {
                 continue;
             }
@@ -206,9 +213,15 @@ impl Daemon {
 
     fn changed(&self, file: &Path, hash: blake3::Hash) {
         let previous = self.registry().files.get(file).map(|e| e.name.clone());
-        match crate::spec::load_file(file) {
+        let loaded = crate::spec::load_file(file)
+            .map_err(|e| e.to_string())
+            .and_then(|plan| {
+                let mut plan = plan.with_state_root(&self.options.state);
+                crate::migrate::plan::apply(&mut plan).map_err(|e| e.to_string())?;
+                Ok(plan)
+            });
+        match loaded {
             Ok(plan) => {
-                let plan = plan.with_state_root(&self.options.state);
                 let name = plan.name.clone();
                 let owner = self
                     .registry()
@@ -252,7 +265,7 @@ impl Daemon {
                     None => self.start(file, plan),
                 }
             }
-            Err(errors) => self.refuse(file, hash, previous, errors.to_string()),
+            Err(errors) => self.refuse(file, hash, previous, errors),
         }
     }
 

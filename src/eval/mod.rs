@@ -22,6 +22,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sluice_connector_sdk::lineage::{MODEL_FINGERPRINT, PIPELINE_VERSION};
 
+use crate::migrate::{self, plan::Target};
 use crate::plan::Plan;
 use crate::search::{self, Mode};
 use crate::{Error, Result};
@@ -75,6 +76,9 @@ pub struct Report {
     pub pipeline: String,
     pub pipeline_version: String,
     pub model_fingerprint: Option<String>,
+    /// Which table of a sink in a model migration was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<migrate::Served>,
     pub sink: String,
     /// The question file's name and a hash of its content (16 hex).
     pub questions_file: String,
@@ -99,27 +103,35 @@ pub fn check_ks(ks: &[usize]) -> Result<Vec<usize>> {
     }
 }
 
-/// Measure `plan`'s sink with the questions in `path`.
+/// Measure `plan`'s sink, as it is served now, with the questions in `path`.
 pub async fn run(plan: &Plan, path: &Path, req: &Request) -> Result<Report> {
+    let target = search::pick(plan, req.sink.as_deref())?;
+    run_on(plan, path, req, &target).await
+}
+
+/// Measure `target` (one table of a sink) with the questions in `path`.
+pub async fn run_on(plan: &Plan, path: &Path, req: &Request, target: &Target) -> Result<Report> {
     let questions = questions::load(path)?;
     let ks = check_ks(&req.ks)?;
-    let (sink, table) = search::pick(plan, req.sink.as_deref())?;
     let modes = match &req.modes {
         Some(m) if !m.is_empty() => m.clone(),
-        _ if table.can_match_text() => vec![Mode::Vector, Mode::Text, Mode::Hybrid],
+        _ if target.table.can_match_text() => vec![Mode::Vector, Mode::Text, Mode::Hybrid],
         _ => vec![Mode::Vector],
     };
     let mut reports = Vec::new();
     for mode in modes {
-        reports.push(run_mode(plan, &sink, mode, &questions, &ks, req.filter.as_deref()).await?);
+        reports.push(run_mode(plan, target, mode, &questions, &ks, req.filter.as_deref()).await?);
     }
     let content = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let lineage = migrate::plan::lineage_of(plan, target);
+    let migrating = migrate::load(&plan.state_dir, &target.sink)?.is_some();
     Ok(Report {
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         pipeline: plan.name.clone(),
-        pipeline_version: plan.lineage.get(PIPELINE_VERSION).unwrap_or_default().to_string(),
-        model_fingerprint: plan.lineage.get(MODEL_FINGERPRINT).map(str::to_string),
-        sink,
+        pipeline_version: lineage.get(PIPELINE_VERSION).unwrap_or_default().to_string(),
+        model_fingerprint: lineage.get(MODEL_FINGERPRINT).map(str::to_string),
+        generation: migrating.then_some(target.generation),
+        sink: target.sink.clone(),
         questions_file: path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -134,7 +146,7 @@ pub async fn run(plan: &Plan, path: &Path, req: &Request) -> Result<Report> {
 /// Every question in one mode.
 async fn run_mode(
     plan: &Plan,
-    sink: &str,
+    target: &Target,
     mode: Mode,
     questions: &[Question],
     ks: &[usize],
@@ -147,13 +159,13 @@ async fn run_mode(
     for q in questions {
         let request = search::Request {
             query: q.question.clone(),
-            sink: Some(sink.to_string()),
+            sink: Some(target.sink.clone()),
             k: max_k,
             mode: Some(mode),
             filter: filter.map(str::to_string),
         };
         let asked = Instant::now();
-        let found = search::search(plan, &request).await?;
+        let found = search::search_in(plan, target, &request).await?;
         let latency_ms = asked.elapsed().as_secs_f64() * 1e3;
         let matches: metrics::Matches = found
             .hits
@@ -210,8 +222,13 @@ impl Report {
     /// The table for a person: one row per mode and cutoff.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "eval of `{}` (pipeline `{}` version {}, model {}): {} questions from {}{}\n",
+            "eval of `{}`{} (pipeline `{}` version {}, model {}): {} questions from {}{}\n",
             self.sink,
+            match self.generation {
+                Some(migrate::Served::Live) => " live table",
+                Some(migrate::Served::Shadow) => " shadow table",
+                None => "",
+            },
             self.pipeline,
             self.pipeline_version,
             self.model_fingerprint.as_deref().unwrap_or("none"),

@@ -149,8 +149,18 @@ async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionCont
                 register_dataset(&ctx, &sink.name, &url, schema, &partitions)?;
             }
             Some(InspectTable::Store(table)) => {
+                // A sink in a model migration is served from the table its
+                // record names; its shadow is also there under its own name.
+                let served = match &sink.shadow {
+                    None => crate::migrate::plan::serving(plan, &sink.name)?,
+                    Some(sh) => crate::migrate::plan::target(plan, &sh.of, crate::migrate::Served::Shadow),
+                };
+                let (table, embedder) = match served {
+                    Some(t) => (t.table, t.embedder),
+                    None => (table, None),
+                };
                 if table.can_search() {
-                    searchable.insert(sink.name.clone(), table.clone());
+                    searchable.insert(sink.name.clone(), (table.clone(), embedder));
                 }
                 ctx.register_table(sink.name.as_str(), store::provider(table)?)?;
             }
@@ -169,10 +179,7 @@ async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionCont
     }
     ctx.register_udtf(
         "vector_search",
-        Arc::new(vector_search::VectorSearch {
-            sinks: searchable,
-            embedder: plan.stages.iter().find_map(|s| s.config.query_embedder()),
-        }),
+        Arc::new(vector_search::VectorSearch { sinks: searchable }),
     );
     register_parquet(
         &ctx,

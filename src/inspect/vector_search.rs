@@ -15,10 +15,14 @@ use sluice_connector_sdk::read::SinkTable;
 
 use crate::stages::QueryEmbedder;
 
+/// A sink's table and the model that embeds a query for it.
+pub type Searchable = (Arc<dyn SinkTable>, Option<Arc<dyn QueryEmbedder>>);
+
 pub struct VectorSearch {
     /// Sink name → its store, for every sink that can search by vector.
-    pub sinks: HashMap<String, Arc<dyn SinkTable>>,
-    pub embedder: Option<Arc<dyn QueryEmbedder>>,
+    /// Each searchable sink: the table it is served from and the model that
+    /// embeds a query for it (a migration's shadow has its own).
+    pub sinks: HashMap<String, Searchable>,
 }
 
 impl std::fmt::Debug for VectorSearch {
@@ -63,12 +67,12 @@ impl TableFunctionImpl for VectorSearch {
         if k > MAX_K {
             return plan_err!("vector_search returns at most {MAX_K} rows; ask for fewer (k = {k})");
         }
-        let Some(table) = self.sinks.get(&sink).cloned() else {
+        let Some((table, embedder)) = self.sinks.get(&sink).cloned() else {
             let mut names: Vec<&String> = self.sinks.keys().collect();
             names.sort();
             return plan_err!("`{sink}` is not a vector sink of this pipeline; vector sinks: {names:?}");
         };
-        let Some(embedder) = self.embedder.clone() else {
+        let Some(embedder) = embedder else {
             return plan_err!("this pipeline has no embed stage to embed the query with");
         };
         // The model failing is not the query's fault: its error keeps its

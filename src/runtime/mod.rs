@@ -14,7 +14,7 @@
 pub mod channel;
 mod open;
 mod sample;
-mod sink_query;
+pub mod sink_query;
 mod tasks;
 mod wire;
 

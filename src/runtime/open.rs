@@ -101,7 +101,7 @@ async fn open_sinks(plan: &Plan, committed: Epoch) -> Result<(Sinks, Taps)> {
             .config
             .build(&ctx, s.input.clone())
             .map_err(|e| Error::connector(&what, e))?;
-        let sink = sink_query::ShapedSink::wrap(sink, plan, s)?;
+        let sink = sink_query::ShapedSink::wrap(sink, plan, s, ctx.dead_letters.clone())?;
         sinks.push((s.name.clone(), sink, ctx.dead_letters));
     }
     let mut taps: Taps = Vec::new();

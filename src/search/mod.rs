@@ -24,8 +24,8 @@ use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sluice_connector_sdk::read::{Filter, SinkTable, DISTANCE, SCORE};
-use sluice_connector_sdk::InspectTable;
 
+use crate::migrate::{self, plan::Target};
 use crate::plan::Plan;
 use crate::{Error, Result};
 
@@ -102,23 +102,24 @@ pub struct Results {
     pub hits: Vec<Hit>,
 }
 
-/// The searchable sinks of `plan`: name and table.
-pub fn searchable(plan: &Plan) -> Vec<(String, Arc<dyn SinkTable>)> {
-    plan.sinks
-        .iter()
-        .filter_map(
-            |s| match s.config.inspect_table(&plan.sink_context(s), &s.input) {
-                Some(InspectTable::Store(t)) if t.can_search() => Some((s.name.clone(), t)),
-                _ => None,
-            },
-        )
-        .collect()
+/// The searchable sinks of `plan`, each as it is served now (a sink in a
+/// model migration from the table its record names).
+pub fn searchable(plan: &Plan) -> Result<Vec<Target>> {
+    let mut out = Vec::new();
+    for s in plan.sinks.iter().filter(|s| s.shadow.is_none()) {
+        if let Some(t) = migrate::plan::serving(plan, &s.name)? {
+            if t.table.can_search() {
+                out.push(t);
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// The sink `wanted` names, or the only searchable one.
-pub fn pick(plan: &Plan, wanted: Option<&str>) -> Result<(String, Arc<dyn SinkTable>)> {
-    let mut all = searchable(plan);
-    let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
+/// The sink `wanted` names, or the only searchable one, as served now.
+pub fn pick(plan: &Plan, wanted: Option<&str>) -> Result<Target> {
+    let mut all = searchable(plan)?;
+    let names: Vec<String> = all.iter().map(|t| t.sink.clone()).collect();
     if names.is_empty() {
         return Err(Error::Usage(format!(
             "pipeline `{}` has no sink whose store can search",
@@ -126,7 +127,7 @@ pub fn pick(plan: &Plan, wanted: Option<&str>) -> Result<(String, Arc<dyn SinkTa
         )));
     }
     match wanted {
-        Some(w) => match all.iter().position(|(n, _)| n == w) {
+        Some(w) => match all.iter().position(|t| t.sink == w) {
             Some(i) => Ok(all.swap_remove(i)),
             None => Err(Error::Usage(format!(
                 "`{w}` is not a searchable sink of `{}`; searchable: {}",
@@ -158,10 +159,17 @@ fn check(req: &Request) -> Result<()> {
     Ok(())
 }
 
-/// Run `req` against `plan`'s sink.
+/// Run `req` against `plan`'s sink, as it is served now.
 pub async fn search(plan: &Plan, req: &Request) -> Result<Results> {
     check(req)?;
-    let (sink, table) = pick(plan, req.sink.as_deref())?;
+    let target = pick(plan, req.sink.as_deref())?;
+    search_in(plan, &target, req).await
+}
+
+/// Run `req` against `target` (its `sink` field is ignored).
+pub async fn search_in(plan: &Plan, target: &Target, req: &Request) -> Result<Results> {
+    check(req)?;
+    let (sink, table) = (target.sink.clone(), &target.table);
     let mode = req.mode.unwrap_or(if table.can_match_text() {
         Mode::Hybrid
     } else {
@@ -180,18 +188,18 @@ pub async fn search(plan: &Plan, req: &Request) -> Result<Results> {
     let started = Instant::now();
     let hits = match mode {
         Mode::Vector => {
-            let found = nearest(plan, &sink, &table, &req.query, req.k, filter.as_ref()).await?;
+            let found = nearest(plan, target, &req.query, req.k, filter.as_ref()).await?;
             ranked(found, |d| 1.0 - d as f64, true)
         }
         Mode::Text => {
-            let found = matching(&sink, &table, &req.query, req.k, filter.as_ref()).await?;
+            let found = matching(&sink, table, &req.query, req.k, filter.as_ref()).await?;
             ranked(found, |s| s as f64, false)
         }
         Mode::Hybrid => {
             let n = (req.k * CANDIDATES_PER_HIT).max(MIN_CANDIDATES);
             let (by_vector, by_text) = tokio::try_join!(
-                nearest(plan, &sink, &table, &req.query, n, filter.as_ref()),
-                matching(&sink, &table, &req.query, n, filter.as_ref()),
+                nearest(plan, target, &req.query, n, filter.as_ref()),
+                matching(&sink, table, &req.query, n, filter.as_ref()),
             )?;
             fused(by_vector, by_text, req.k)
         }
@@ -217,13 +225,13 @@ fn store_error(sink: &str, source: sluice_connector_sdk::ConnectorError) -> Erro
 /// The rows nearest to the embedded query, with their distances.
 async fn nearest(
     plan: &Plan,
-    sink: &str,
-    table: &Arc<dyn SinkTable>,
+    target: &Target,
     query: &str,
     k: usize,
     filter: Option<&Filter>,
 ) -> Result<Vec<Found>> {
-    let Some(embedder) = plan.stages.iter().find_map(|s| s.config.query_embedder()) else {
+    let (sink, table) = (target.sink.as_str(), &target.table);
+    let Some(embedder) = target.embedder.clone() else {
         return Err(Error::Usage(format!(
             "pipeline `{}` has no embed stage to embed the query with; use --mode text",
             plan.name

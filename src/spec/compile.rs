@@ -555,6 +555,7 @@ impl Compiler {
                     query: query.map(|query| crate::stages::SqlConfig { query }),
                     input: Arc::new(arrow::datatypes::Schema::empty()),
                     stamped: 0,
+                    shadow: None,
                 };
                 Some((sink, block))
             })

@@ -160,6 +160,17 @@ pub fn lance_select(
     options: &[(String, String)],
     columns: &[&str],
 ) -> Vec<arrow::record_batch::RecordBatch> {
+    lance_select_from(rt, uri, options, "chunks", columns)
+}
+
+/// The `columns` of every row of LanceDB table `table` at `uri`.
+pub fn lance_select_from(
+    rt: &tokio::runtime::Runtime,
+    uri: &str,
+    options: &[(String, String)],
+    table: &str,
+    columns: &[&str],
+) -> Vec<arrow::record_batch::RecordBatch> {
     rt.block_on(async {
         use futures::TryStreamExt;
         use lancedb::query::{ExecutableQuery, QueryBase};
@@ -168,7 +179,7 @@ pub fn lance_select(
             .execute()
             .await
             .unwrap()
-            .open_table("chunks")
+            .open_table(table)
             .execute()
             .await
             .unwrap()

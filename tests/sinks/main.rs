@@ -13,5 +13,6 @@ mod feature_store;
 mod harness;
 mod lancedb;
 mod lineage;
+mod migrate;
 mod pgvector;
 mod search;

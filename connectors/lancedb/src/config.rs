@@ -194,6 +194,34 @@ impl SinkConfig for LanceDbSinkConfig {
         true
     }
 
+    fn table(&self) -> Option<String> {
+        Some(self.table.clone())
+    }
+
+    fn with_table(&self, table: &str) -> Option<Box<dyn SinkConfig>> {
+        Some(Box::new(LanceDbSinkConfig {
+            table: table.to_string(),
+            dimension: None,
+            ..self.clone()
+        }))
+    }
+
+    /// LanceDB has no views: sluice's readers follow the migration's record.
+    fn drop_table(&self, ctx: &SinkContext) -> Option<futures::future::BoxFuture<'static, Result<()>>> {
+        let (uri, options, table) = (
+            self.resolved_uri(&ctx.base_dir),
+            self.storage_options(),
+            self.table.clone(),
+        );
+        Some(Box::pin(async move {
+            let db = crate::connect(&uri, &options).await?;
+            match db.drop_table(&table, &[]).await {
+                Ok(()) | Err(lancedb::Error::TableNotFound { .. }) => Ok(()),
+                Err(e) => Err(crate::sink::lance_err(format!("dropping table `{table}`"), e)),
+            }
+        }))
+    }
+
     fn build(&self, ctx: &SinkContext, input: SchemaRef) -> Result<Box<dyn Sink>> {
         let store = LanceDbSink::new(
             self.clone(),

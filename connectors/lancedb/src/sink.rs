@@ -285,11 +285,17 @@ impl LanceDbSink {
         let table = match db.open_table(name).execute().await {
             Ok(t) => t,
             Err(lancedb::Error::TableNotFound { .. }) => {
-                return db
-                    .create_empty_table(name, self.schema.clone())
-                    .execute()
-                    .await
-                    .map_err(|e| lance_err(format!("creating table `{name}`"), e));
+                match db.create_empty_table(name, self.schema.clone()).execute().await {
+                    Ok(t) => return Ok(t),
+                    // Another writer created it first (a migration's copy and
+                    // the stream open a new shadow table together).
+                    Err(lancedb::Error::TableAlreadyExists { .. }) => db
+                        .open_table(name)
+                        .execute()
+                        .await
+                        .map_err(|e| lance_err(format!("opening table `{name}`"), e))?,
+                    Err(e) => return Err(lance_err(format!("creating table `{name}`"), e)),
+                }
             }
             Err(e) => return Err(lance_err(format!("opening table `{name}`"), e)),
         };

@@ -147,7 +147,10 @@ fn is_identifier(s: &str) -> bool {
 
 impl PgVectorSinkConfig {
     /// The TLS connector `tls: require` uses; `None` with `tls: disable`.
-    fn tls_connector(&self, ctx: &SinkContext) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
+    pub(crate) fn tls_connector(
+        &self,
+        ctx: &SinkContext,
+    ) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
         match self.tls {
             Tls::Disable => Ok(None),
             Tls::Require => {
@@ -251,6 +254,30 @@ impl SinkConfig for PgVectorSinkConfig {
 
     fn keeps_lineage(&self) -> bool {
         true
+    }
+
+    fn table(&self) -> Option<String> {
+        Some(self.table.clone())
+    }
+
+    fn with_table(&self, table: &str) -> Option<Box<dyn SinkConfig>> {
+        Some(Box::new(PgVectorSinkConfig {
+            table: table.to_string(),
+            dimension: None,
+            ..self.clone()
+        }))
+    }
+
+    fn drop_table(&self, ctx: &SinkContext) -> Option<futures::future::BoxFuture<'static, Result<()>>> {
+        Some(crate::tables::drop_table(self, ctx))
+    }
+
+    fn serve_as(
+        &self,
+        ctx: &SinkContext,
+        view: &str,
+    ) -> Option<futures::future::BoxFuture<'static, Result<()>>> {
+        Some(crate::tables::serve_as(self, ctx, view))
     }
 
     fn inspect_table(&self, ctx: &SinkContext, input: &SchemaRef) -> Option<InspectTable> {

@@ -5,6 +5,7 @@
 //! - [`columns`]: which Arrow columns become which PostgreSQL columns.
 //! - [`sink`]: per epoch, one transaction: delete by doc_id, then a binary COPY.
 //! - [`read`]: the table for `sluice sql` and `vector_search`.
+//! - [`tables`]: a model migration's shadow dropped, a view switched.
 //! - [`tls`]: `tls: require`, with the web PKI roots and an optional `ca_file`.
 //!
 //! The table, the extension and an HNSW index are created when missing. At
@@ -14,6 +15,7 @@ pub mod columns;
 pub mod config;
 pub mod read;
 pub mod sink;
+pub mod tables;
 pub mod tls;
 
 pub use config::PgVectorSinkConfig;

@@ -163,6 +163,40 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
         let _ = (ctx, input);
         None
     }
+
+    /// The table of its store this sink writes, for a store whose rows a model
+    /// migration (`sluice migrate`) can copy into a table of their own.
+    fn table(&self) -> Option<String> {
+        None
+    }
+
+    /// This sink writing `table` of the same store instead, taking its
+    /// dimension from its input: a model migration's shadow table. `None`: the
+    /// store has no tables to migrate between.
+    fn with_table(&self, table: &str) -> Option<Box<dyn SinkConfig>> {
+        let _ = table;
+        None
+    }
+
+    /// Drop this sink's table and everything in it (`sluice migrate abort`);
+    /// a table that does not exist is no error.
+    fn drop_table(&self, ctx: &SinkContext) -> Option<futures::future::BoxFuture<'static, Result<()>>> {
+        let _ = ctx;
+        None
+    }
+
+    /// Point `view`, a name readers outside sluice query, at this sink's table,
+    /// in one transaction (`sluice migrate promote` and `rollback`). `None`: the
+    /// store has no views, and sluice's own readers follow the migration's
+    /// record instead.
+    fn serve_as(
+        &self,
+        ctx: &SinkContext,
+        view: &str,
+    ) -> Option<futures::future::BoxFuture<'static, Result<()>>> {
+        let _ = (ctx, view);
+        None
+    }
 }
 
 /// Check that `input` has an embedding `column` of `FixedSizeList<Float32, dim>` and,

@@ -85,6 +85,26 @@ pub trait StageConfig: std::fmt::Debug + Send + Sync {
     fn query_embedder(&self) -> Option<Arc<dyn QueryEmbedder>> {
         None
     }
+
+    /// This stage with another model (a folder; a relative path resolves
+    /// against the pipeline's folder), for a model migration: a stage that
+    /// makes vectors offers it, with the columns it reads and writes.
+    fn remodel(&self, model: &std::path::Path) -> Option<Remodeled> {
+        let _ = model;
+        None
+    }
+}
+
+/// A stage that makes vectors, made again with another model
+/// ([`StageConfig::remodel`]).
+#[derive(Debug)]
+pub struct Remodeled {
+    /// The stage with the other model; `plan` it before anything else.
+    pub config: Box<dyn StageConfig>,
+    /// The text column it embeds.
+    pub text_column: String,
+    /// The vector column it adds.
+    pub vector_column: String,
 }
 
 /// Turns a query text into a vector with a pipeline's own model.

@@ -36,7 +36,7 @@ use sluice_connector_sdk::{ConfigIssue, HumanDuration, PlanContext};
 pub use model::{Model, ModelError, Tokens};
 /// ONNX Runtime as this stage links it, for benches that run a model directly.
 pub use ort;
-use sluice_connector_sdk::stage::{QueryEmbedder, StageConfig, StageContext, StageRunner};
+use sluice_connector_sdk::stage::{QueryEmbedder, Remodeled, StageConfig, StageContext, StageRunner};
 use sluice_connector_sdk::{ConnectorError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -255,6 +255,30 @@ impl StageConfig for EmbedConfig {
 
     fn query_embedder(&self) -> Option<Arc<dyn QueryEmbedder>> {
         self.loaded.get().map(|m| m.clone() as Arc<dyn QueryEmbedder>)
+    }
+
+    /// The same settings with `model`; the columns stay.
+    fn remodel(&self, model: &std::path::Path) -> Option<Remodeled> {
+        let config = EmbedConfig {
+            model: model.to_path_buf(),
+            onnxruntime: self.onnxruntime.clone(),
+            text_column: self.text_column.clone(),
+            output_column: self.output_column.clone(),
+            pooling: self.pooling,
+            normalize: self.normalize,
+            max_tokens: self.max_tokens,
+            batch_size: self.batch_size,
+            max_wait: HumanDuration(self.max_wait.0),
+            threads: self.threads,
+            providers: self.providers.clone(),
+            cache: self.cache,
+            loaded: OnceLock::new(),
+        };
+        Some(Remodeled {
+            config: Box::new(config),
+            text_column: self.text_column.clone(),
+            vector_column: self.output_column.clone(),
+        })
     }
 
     fn build(&self, ctx: &StageContext) -> Result<StageRunner> {
