@@ -300,7 +300,6 @@ pub async fn catch_up(
         diff = sides.diff().await?;
     }
     super::save(&plan.state_dir, record)?;
-    report(&record.progress);
     sink.close()
         .await
         .map_err(|e| Error::connector(format!("sink `{}`", sides.shadow.name), e))?;

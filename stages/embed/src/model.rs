@@ -110,7 +110,10 @@ pub fn library_path(configured: Option<&Path>, model_dir: &Path) -> PathBuf {
 fn environment(library: &Path) -> Result<&'static Environment, ModelError> {
     let _one_at_a_time = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((first, env)) = RUNTIME.get() {
-        if first != library {
+        // Two model folders beside one runtime name the same file by two paths.
+        let same =
+            |a: &Path, b: &Path| a == b || std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok();
+        if !same(first, library) {
             tracing::warn!(
                 "ONNX Runtime is already loaded from {}; ignoring {}",
                 first.display(),
