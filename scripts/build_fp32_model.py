@@ -19,6 +19,8 @@ import shutil
 import struct
 import sys
 
+import f32_tensors
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "models", "all-minilm-l6-v2")
 TARGET = os.path.join(ROOT, "models", "all-minilm-l6-v2-fp32")
@@ -169,24 +171,8 @@ class Graph:
         return f_int(1, 8) + f_bytes(2, "sluice scripts/build_fp32_model.py") + f_bytes(7, graph) + f_bytes(8, opset)
 
 
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        if t["dtype"] != "F32":
-            continue
-        a, b = t["data_offsets"]
-        out[name] = (t["shape"], data[a:b])
-    return out
-
-
 def main():
-    weights = load_safetensors(os.path.join(SOURCE, "model.safetensors"))
+    weights = f32_tensors.read(os.path.join(SOURCE, "model.safetensors"))
     os.makedirs(TARGET, exist_ok=True)
     tmp = os.path.join(TARGET, "model.onnx.tmp")
     with open(tmp, "wb") as f:

@@ -20,6 +20,8 @@ import unicodedata
 
 import numpy as np
 
+import f32_tensors
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "models", "all-minilm-l6-v2")
 
@@ -40,17 +42,10 @@ PAIRS = [
 
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__" or t["dtype"] != "F32":
-            continue
-        a, b = t["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(t["shape"]).astype(np.float64)
-    return out
+    return {
+        name: np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float64)
+        for name, (shape, raw) in f32_tensors.read(path).items()
+    }
 
 
 class WordPiece:

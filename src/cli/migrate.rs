@@ -13,7 +13,7 @@ use crate::eval::{self, Report};
 use crate::inspect::OutputFormat;
 use crate::migrate::sync::{self, Sides};
 use crate::migrate::{self, gate, plan as mplan, Progress, Record, Served};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedSink};
 use crate::search::Mode;
 use crate::{Error, Result};
 
@@ -170,9 +170,10 @@ async fn begin(plan: &Plan, sink: &str, model: &Path) -> Result<Record> {
         .config
         .table()
         .ok_or_else(|| Error::Internal(format!("sink `{sink}` names no table")))?;
-    // Planning the shadow loads and checks the model.
-    let probe = mplan::shadow_sink(plan, sink, model, &live_table)?;
-    let lineage = &probe.shadow.as_ref().expect("a shadow").lineage;
+    // Planning the shadow loads and checks the model; its fingerprint names
+    // the shadow's table.
+    let planned = mplan::shadow_sink(plan, sink, model, &live_table)?;
+    let lineage = &planned.shadow.as_ref().expect("a shadow").lineage;
     let fingerprint = lineage
         .get(MODEL_FINGERPRINT)
         .ok_or_else(|| Error::Usage(format!("{} gives no model fingerprint", model.display())))?;
@@ -198,7 +199,13 @@ async fn begin(plan: &Plan, sink: &str, model: &Path) -> Result<Record> {
         aborting: false,
     };
     // The shadow table exists before any stream is told to write it.
-    let shadow = mplan::shadow_sink(plan, sink, model, &record.shadow_table)?;
+    let shadow = PlannedSink {
+        config: live
+            .config
+            .with_table(&record.shadow_table)
+            .ok_or_else(|| Error::Internal(format!("sink `{sink}` keeps no tables")))?,
+        ..planned
+    };
     let (mut created, _) = sync::open_shadow(plan, &shadow).await?;
     created
         .close()

@@ -149,15 +149,17 @@ async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionCont
                 register_dataset(&ctx, &sink.name, &url, schema, &partitions)?;
             }
             Some(InspectTable::Store(table)) => {
-                // A sink in a model migration is served from the table its
-                // record names; its shadow is also there under its own name.
-                let served = match &sink.shadow {
-                    None => crate::migrate::plan::serving(plan, &sink.name)?,
-                    Some(sh) => crate::migrate::plan::target(plan, &sh.of, crate::migrate::Served::Shadow),
-                };
-                let (table, embedder) = match served {
+                // A sink whose migration is promoted is served from its
+                // shadow's table; the shadow is also there under its own name.
+                use crate::migrate::{plan as migration, Served};
+                let promoted =
+                    sink.shadow.is_none() && migration::served(plan, &sink.name)? == Served::Shadow;
+                let shadow = promoted
+                    .then(|| migration::target(plan, &sink.name, Served::Shadow))
+                    .flatten();
+                let (table, embedder) = match shadow {
                     Some(t) => (t.table, t.embedder),
-                    None => (table, None),
+                    None => (table, migration::embedder(plan, sink)),
                 };
                 if table.can_search() {
                     searchable.insert(sink.name.clone(), (table.clone(), embedder));

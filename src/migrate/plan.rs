@@ -160,11 +160,7 @@ pub struct Target {
 
 /// Which generation `sink` serves now: the record's choice, read on each call.
 pub fn served(plan: &Plan, sink: &str) -> Result<Served> {
-    let has_shadow = plan
-        .sinks
-        .iter()
-        .any(|s| s.shadow.as_ref().is_some_and(|sh| sh.of == sink));
-    if !has_shadow {
+    if planned(plan, sink, Served::Shadow).is_none() {
         return Ok(Served::Live);
     }
     Ok(super::load(&plan.state_dir, sink)?.map_or(Served::Live, |r| r.served))
@@ -186,16 +182,21 @@ pub fn target(plan: &Plan, sink: &str, generation: Served) -> Option<Target> {
         Some(InspectTable::Store(t)) => t,
         _ => return None,
     };
-    let embedder = match &s.shadow {
-        Some(sh) => sh.stage.config.query_embedder(),
-        None => plan.stages.iter().find_map(|st| st.config.query_embedder()),
-    };
     Some(Target {
         sink: sink.to_string(),
         table,
-        embedder,
+        embedder: embedder(plan, s),
         generation,
     })
+}
+
+/// The model that embeds a query for `sink`'s rows: a shadow's own, else the
+/// pipeline's.
+pub fn embedder(plan: &Plan, sink: &PlannedSink) -> Option<Arc<dyn QueryEmbedder>> {
+    match &sink.shadow {
+        Some(sh) => sh.stage.config.query_embedder(),
+        None => plan.stages.iter().find_map(|st| st.config.query_embedder()),
+    }
 }
 
 /// What `sink` is served from now.

@@ -72,6 +72,8 @@ pub struct Diff {
     pub chunks_total: u64,
     /// Live chunks the shadow holds at the same version.
     pub chunks_done: u64,
+    /// Text bytes of the documents to copy, to size the copy's passes.
+    pub copy_bytes: u64,
 }
 
 impl Diff {
@@ -130,6 +132,7 @@ impl<'a> Sides<'a> {
                 d.chunks_done += entry.chunks.len() as u64;
             } else {
                 d.copy.push(doc.clone());
+                d.copy_bytes += live.bytes.get(doc).copied().unwrap_or(0);
             }
         }
         d.copy.sort();
@@ -326,9 +329,7 @@ impl Copier<'_, '_> {
             self.commit(rows).await?;
             self.record.progress.docs_removed += diff.remove.len() as u64;
         }
-        let live = index(&self.sides.live_table, &self.sides.live.name).await?;
-        let bytes: u64 = diff.copy.iter().filter_map(|d| live.bytes.get(d)).sum();
-        let passes = bytes.div_ceil(PASS_BYTES).max(1);
+        let passes = diff.copy_bytes.div_ceil(PASS_BYTES).max(1);
         for pass in 0..passes {
             let docs: HashSet<&str> = diff
                 .copy

@@ -4,12 +4,14 @@
 //! again with its model, then, for a sink that keeps lineage, the lineage
 //! columns stamped on every row.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use sluice_connector_sdk::lineage::Lineage;
-use sluice_connector_sdk::{ConnectorError, DeadLetter, Epoch, Sink};
+use sluice_connector_sdk::{ConnectorError, Epoch, Sink};
+
+use super::tasks::Letters;
 
 use crate::migrate::remake::Remake;
 use crate::plan::{Plan, PlannedSink};
@@ -25,8 +27,6 @@ pub struct ShapedSink {
     /// are lineage.
     stamp: Option<(Lineage, SchemaRef, usize)>,
 }
-
-type Letters = Arc<Mutex<Vec<DeadLetter>>>;
 
 impl ShapedSink {
     /// `inner` as is when the sink has no query, no lineage and is no shadow.
