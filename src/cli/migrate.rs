@@ -494,7 +494,9 @@ async fn rollback(at: &At, state: Option<&Path>) -> anyhow::Result<u8> {
 }
 
 async fn abort(at: &At, state: Option<&Path>) -> anyhow::Result<u8> {
-    let plan = super::load(&at.pipeline, state)?;
+    // Without the shadow: abort works even when the shadow no longer plans
+    // (its sink was renamed, its model folder removed).
+    let plan = super::load_without_migrations(&at.pipeline, state)?;
     let mut record = record_of(&plan, at.sink.as_deref())?;
     if record.served == Served::Shadow {
         return Err(Error::Usage(format!(
@@ -521,8 +523,14 @@ async fn abort(at: &At, state: Option<&Path>) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
-    let live = mplan::planned(&plan, &record.sink, Served::Live)
-        .ok_or_else(|| Error::Internal(format!("no sink `{}`", record.sink)))?;
+    let Some(live) = mplan::planned(&plan, &record.sink, Served::Live) else {
+        migrate::remove(&plan.state_dir, &record.sink)?;
+        println!(
+            "migration of `{}` aborted; the pipeline no longer has that sink, so the table `{}` is left in its store: drop it there",
+            record.sink, record.shadow_table
+        );
+        return Ok(EXIT_OK);
+    };
     let shadow = live
         .config
         .with_table(&record.shadow_table)

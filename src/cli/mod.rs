@@ -455,13 +455,18 @@ async fn rebuild_indexes(pipeline: &Path, state: Option<&Path>, only: Option<&st
 /// Load and validate a pipeline file; with `--state`, its state lives in
 /// `STATE/<name>`. A model migration under way adds its shadow sink.
 pub fn load(pipeline: &Path, state: Option<&Path>) -> crate::Result<crate::plan::Plan> {
-    let plan = crate::spec::load_file(pipeline)?;
-    let mut plan = match state {
-        Some(root) => plan.with_state_root(root),
-        None => plan,
-    };
+    let mut plan = load_without_migrations(pipeline, state)?;
     crate::migrate::plan::apply(&mut plan)?;
     Ok(plan)
+}
+
+/// [`load`] without a migration's shadow (for `sluice migrate abort`).
+pub fn load_without_migrations(pipeline: &Path, state: Option<&Path>) -> crate::Result<crate::plan::Plan> {
+    let plan = crate::spec::load_file(pipeline)?;
+    Ok(match state {
+        Some(root) => plan.with_state_root(root),
+        None => plan,
+    })
 }
 
 /// `2024-05-01` (midnight UTC) or an RFC 3339 time, as Unix milliseconds.

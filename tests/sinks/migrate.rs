@@ -426,6 +426,18 @@ fn a_copy_killed_with_sigkill_resumes_where_the_shadow_stands() {
     assert_eq!(ids.len(), 40, "a chunk written twice");
     let live: BTreeSet<String> = lance_rows(&lance, "chunks").into_iter().map(|(c, _)| c).collect();
     assert_eq!(ids.into_iter().cloned().collect::<BTreeSet<_>>(), live);
+
+    // A migration whose sink was renamed away stops every command with a
+    // clear error naming the way out, and abort still ends it.
+    let renamed = LANCE.replace("name: vectors", "name: renamed");
+    ws.write("pipelines/p.yaml", pipeline(&renamed, false));
+    let stuck = ws.sluice(&args(&["run", "pipelines/p.yaml"]));
+    let why = String::from_utf8_lossy(&stuck.stderr);
+    assert_eq!(stuck.status.code(), Some(2), "{why}");
+    assert!(why.contains("sluice migrate abort --sink vectors"), "{why}");
+    let out = ws.ok(&migrate("abort", &["--sink", "vectors"]));
+    assert!(out.contains("is left in its store"), "{out}");
+    ws.ok(&args(&["run", "pipelines/p.yaml"]));
 }
 
 #[test]
