@@ -46,6 +46,9 @@ pub struct PlannedStage {
     pub config: Box<dyn StageConfig>,
     pub input: SchemaRef,
     pub output: SchemaRef,
+    /// The table the stage keeps of what it did, if any (see
+    /// [`sluice_connector_sdk::stage::AuditTable`]).
+    pub audit: Option<sluice_connector_sdk::stage::AuditTable>,
 }
 
 #[derive(Debug)]
@@ -135,6 +138,11 @@ impl Plan {
     /// Folder of a stage's tap files.
     pub fn tap_dir(&self, stage: &str) -> PathBuf {
         self.state_dir.join("taps").join(&self.name).join(stage)
+    }
+
+    /// Where a stage's audit table lives: `state_dir/audit/<pipeline>/<stage>/`.
+    pub fn audit_dir(&self, stage: &str) -> PathBuf {
+        self.state_dir.join("audit").join(&self.name).join(stage)
     }
 
     pub fn dlq_dir(&self) -> PathBuf {

@@ -63,6 +63,35 @@ fn the_quickstart_runs_and_every_query_of_its_script_answers() {
     }
     assert!(sluice(&["dlq", "list", "--pipeline", p]).contains("no dead letters"));
 
+    // The planted support ticket and partner page: the guard report the
+    // script prints counts them, and no store holds a planted value.
+    assert!(script_line("\"$SLUICE\" guard report ").contains("--pipeline \"$P\""));
+    let report = sluice(&["guard", "report", "--pipeline", p, "--format", "json"]);
+    for kind in [
+        "\"email\"",
+        "\"phone\"",
+        "\"credit_card\"",
+        "\"iban\"",
+        "\"prompt_injection\"",
+    ] {
+        assert!(report.contains(kind), "{kind} not in {report}");
+    }
+    for raw in [
+        "dana.whitfield@example.net",
+        "(212) 555-0143",
+        "5555 5555 5555 4444",
+        "GB82 WEST 1234 5698 7654 32",
+    ] {
+        for table in ["chunk_store", "vectors", "guard"] {
+            let q = format!("SELECT count(*) AS n FROM {table} WHERE strpos(text, '{raw}') > 0");
+            let out = sluice(&["sql", "--pipeline", p, "--format", "json", &q]);
+            assert!(out.contains("\"n\":0"), "{table} holds {raw}: {out}");
+        }
+    }
+    let flagged = sluice(&["sql", "--pipeline", p, "--format", "json",
+        "SELECT count(*) AS n FROM guard_findings WHERE kind = 'prompt_injection' AND action = 'flag' AND document LIKE '%partner-page.html'"]);
+    assert!(!flagged.contains("\"n\":0"), "{flagged}");
+
     // The eval the script ends with: the shipped questions, every mode, and a
     // floor on what the default model finds (measured: recall@10 = 1.0 in
     // each mode, recall@1 0.89 to 0.97).

@@ -4,6 +4,7 @@ mod backfill;
 mod daemon;
 mod dlq;
 mod eval;
+mod guard;
 mod migrate;
 mod run;
 mod search;
@@ -218,6 +219,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// What a pipeline's guard stages found (PII, secrets, prompt injection).
+    Guard {
+        #[command(subcommand)]
+        command: GuardCommand,
+    },
     /// Vector indexes of a pipeline's sinks.
     Index {
         #[command(subcommand)]
@@ -263,6 +269,20 @@ pub enum IndexCommand {
         /// Only this sink.
         #[arg(long)]
         sink: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// Counts by kind and action, and the documents with the most findings.
+    Report {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// How many documents to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
     },
 }
 
@@ -420,6 +440,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             DlqCommand::Show { pipeline, id } => dlq::show(&pipeline, state, &id).await,
             DlqCommand::Replay { pipeline, filters } => dlq::replay(&pipeline, state, filters).await,
         },
+        Command::Guard {
+            command:
+                GuardCommand::Report {
+                    pipeline,
+                    top,
+                    format,
+                },
+        } => guard::report(&pipeline, state, top, format).await,
         Command::Index {
             command: IndexCommand::Rebuild { pipeline, sink },
         } => rebuild_indexes(&pipeline, state, sink.as_deref()).await,

@@ -325,6 +325,8 @@ fn stage_series(f: &mut Families, pl: &str, st: &StageMetrics, fill: Option<f64>
         );
     }
     for sample in st.own().map(|o| o.samples()).unwrap_or_default() {
+        let mut l = l.to_vec();
+        l.extend(sample.labels.iter().map(|(k, v)| (*k, v.as_str())));
         match sample.kind {
             SeriesKind::Counter => f.counter(sample.name, sample.help, &l, sample.value as u64),
             SeriesKind::Gauge => f.gauge(sample.name, sample.help, &l, sample.value),

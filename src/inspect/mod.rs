@@ -7,9 +7,12 @@
 //! dataset; named after the sink), and `dead_letters` (the open letters;
 //! `dead_letters_log`: every row of the store). `vector_search(sink, 'text', k)`
 //! searches any sink whose store can search by vector, with the pipeline's own
-//! embedding model. Only queries run: DDL, DML, COPY and `CREATE EXTERNAL
+//! embedding model. A stage that keeps an audit table adds it under its name
+//! (the guard's `guard_findings`: document, chunk, kind, rule, action, score,
+//! offsets, stage, epoch; never a matched value). Only queries run: DDL, DML, COPY and `CREATE EXTERNAL
 //! TABLE` are refused.
 
+pub mod audit;
 mod limits;
 pub mod lineage;
 mod store;
@@ -194,6 +197,7 @@ async fn session_within(plan: &Plan, limits: &QueryLimits) -> Result<SessionCont
         .await?
         .into_view();
     ctx.register_table("dead_letters", open)?;
+    audit::register(&ctx, plan)?;
     Ok(ctx)
 }
 

@@ -80,6 +80,12 @@ pub fn metrics_for(plan: &Plan) -> PipelineMetrics {
             .filter(|s| s.tap)
             .map(|s| (format!("tap:{}", s.name), Default::default())),
     );
+    sinks.extend(
+        plan.stages
+            .iter()
+            .filter(|s| s.audit.is_some())
+            .map(|s| (format!("audit:{}", s.name), Default::default())),
+    );
     PipelineMetrics {
         stages,
         sinks,

@@ -27,6 +27,8 @@ pub(super) struct Participants {
     pub sinks: Vec<(String, Box<dyn Sink>, Letters)>,
     /// Each tap with the index of the stage it records.
     pub taps: Vec<(usize, Box<dyn Sink>)>,
+    /// Each stage's audit table, with the stage's index.
+    pub audits: Vec<(usize, Box<dyn Sink>)>,
     pub stages: Vec<StageRunner>,
     pub dlq_log: EpochLog,
     pub open_letters: std::collections::HashSet<String>,
@@ -54,7 +56,7 @@ pub(super) async fn open(plan: &Plan, metrics: &Arc<PipelineMetrics>) -> Result<
         .open(checkpoint.map(|c| c.source))
         .await
         .map_err(|e| Error::connector("source", e))?;
-    let (sinks, taps) = open_sinks(plan, committed).await?;
+    let (sinks, taps, audits) = open_sinks(plan, committed).await?;
     let dlq_log = crate::dlq::log(&plan.dlq_dir())?;
     dlq_log
         .rollback(committed)
@@ -72,6 +74,7 @@ pub(super) async fn open(plan: &Plan, metrics: &Arc<PipelineMetrics>) -> Result<
         source_ctx,
         sinks,
         taps,
+        audits,
         stages: build_stages(plan, metrics)?,
         dlq_log,
         open_letters,
@@ -90,9 +93,9 @@ fn record_checkpoint(c: &Checkpoint, metrics: &PipelineMetrics) {
 type Sinks = Vec<(String, Box<dyn Sink>, Letters)>;
 type Taps = Vec<(usize, Box<dyn Sink>)>;
 
-/// Build every sink (with its query) and tap, then open each, rolling it back
-/// to `committed`.
-async fn open_sinks(plan: &Plan, committed: Epoch) -> Result<(Sinks, Taps)> {
+/// Build every sink (with its query), tap and audit table, then open each,
+/// rolling it back to `committed`.
+async fn open_sinks(plan: &Plan, committed: Epoch) -> Result<(Sinks, Taps, Taps)> {
     let mut sinks: Sinks = Vec::new();
     for s in &plan.sinks {
         let what = format!("sink `{}`", s.name);
@@ -112,17 +115,25 @@ async fn open_sinks(plan: &Plan, committed: Epoch) -> Result<(Sinks, Taps)> {
             Box::new(TapSink::new(log, stage.output.clone(), plan.tap_retain_epochs)),
         ));
     }
+    let mut audits: Taps = Vec::new();
+    for (i, stage) in plan.stages.iter().enumerate() {
+        if let Some(audit) = &stage.audit {
+            let log = tap_log(&plan.audit_dir(&stage.name))?;
+            let schema = crate::inspect::audit::stamped_schema(&audit.schema);
+            audits.push((i, Box::new(TapSink::new(log, schema, u64::MAX))));
+        }
+    }
     for (name, sink, _) in sinks.iter_mut() {
         sink.open(committed)
             .await
             .map_err(|e| Error::connector(format!("sink `{name}`"), e))?;
     }
-    for (_, tap) in taps.iter_mut() {
+    for (_, tap) in taps.iter_mut().chain(audits.iter_mut()) {
         tap.open(committed)
             .await
             .map_err(|e| Error::connector("tap", e))?;
     }
-    Ok((sinks, taps))
+    Ok((sinks, taps, audits))
 }
 
 fn build_stages(plan: &Plan, metrics: &PipelineMetrics) -> Result<Vec<StageRunner>> {

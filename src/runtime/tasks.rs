@@ -180,7 +180,10 @@ pub struct StageTask {
     /// Taken when the task starts.
     pub runner: Option<StageRunner>,
     pub parallelism: usize,
+    /// Downstream, then taps, then the audit table (if any): batches go to
+    /// the first `data_outputs`, audit rows to the rest, barriers to all.
     pub outputs: Vec<Sender>,
+    pub data_outputs: usize,
     pub dlq: mpsc::Sender<DlqMsg>,
     pub first_epoch: Epoch,
     pub metrics: Arc<PipelineMetrics>,
@@ -232,7 +235,11 @@ impl StageTask {
             .bytes_out
             .add(out.batch.get_array_memory_size() as u64);
         if out.batch.num_rows() > 0 {
-            broadcast(&self.outputs, Message::Batch(out.batch)).await?;
+            broadcast(&self.outputs[..self.data_outputs], Message::Batch(out.batch)).await?;
+        }
+        if let Some(rows) = out.audit.filter(|_| self.outputs.len() > self.data_outputs) {
+            let rows = crate::inspect::audit::stamp(&rows, &self.name, epoch)?;
+            broadcast(&self.outputs[self.data_outputs..], Message::Batch(rows)).await?;
         }
         Ok(())
     }

@@ -56,7 +56,7 @@ impl Wiring<'_> {
 
 /// Spawn every task of the run.
 pub(super) fn wire(plan: &Plan, p: Participants, options: RunOptions) -> Running {
-    let participants = p.sinks.len() + p.taps.len() + 1;
+    let participants = p.sinks.len() + p.taps.len() + p.audits.len() + 1;
     let (coord_tx, coord_rx) = mpsc::channel(1024);
     let (committed_tx, committed_rx) = watch::channel(p.committed);
     // Bounded like every hop: a flood of dead letters slows the producers.
@@ -74,8 +74,8 @@ pub(super) fn wire(plan: &Plan, p: Participants, options: RunOptions) -> Running
     // The dead-letter store hears from the source, every stage and every sink
     // (a sink's store may refuse a document): producers 0, 1..=stages, then sinks.
     let sink_count = p.sinks.len();
-    let (sink_senders, tap_senders) = spawn_sinks(&mut w, p.sinks, p.taps);
-    let source_outputs = spawn_stages(&mut w, p.stages, sink_senders, tap_senders);
+    let (sink_senders, tap_senders, audit_senders) = spawn_sinks(&mut w, p.sinks, p.taps, p.audits);
+    let source_outputs = spawn_stages(&mut w, p.stages, sink_senders, tap_senders, audit_senders);
     w.tasks.spawn(crate::dlq::run_store(
         p.dlq_log,
         p.open_letters,
@@ -126,13 +126,14 @@ pub(super) fn wire(plan: &Plan, p: Participants, options: RunOptions) -> Running
 type Senders = Vec<Sender>;
 type TapSenders = Vec<(usize, Sender)>;
 
-/// One task per sink and tap; their input senders, the taps' with the index
-/// of the stage each records.
+/// One task per sink, tap and audit table; their input senders, the taps'
+/// and audit tables' with the index of the stage each records.
 fn spawn_sinks(
     w: &mut Wiring<'_>,
     sinks: Vec<(String, Box<dyn sluice_connector_sdk::Sink>, super::tasks::Letters)>,
     taps: Vec<(usize, Box<dyn sluice_connector_sdk::Sink>)>,
-) -> (Senders, TapSenders) {
+    audits: Vec<(usize, Box<dyn sluice_connector_sdk::Sink>)>,
+) -> (Senders, TapSenders, TapSenders) {
     let mut sink_senders = Vec::new();
     for (id, (name, sink, letters)) in sinks.into_iter().enumerate() {
         let (tx, rx) = w.channel(format!("sink:{name}"));
@@ -145,16 +146,23 @@ fn spawn_sinks(
         let task = sink_task(w, name, id, sink, rx, Some(dlq));
         w.tasks.spawn(task.run());
     }
-    let mut tap_senders = Vec::new();
-    let tap_base = sink_senders.len();
-    for (k, (stage_index, tap)) in taps.into_iter().enumerate() {
-        let name = format!("tap:{}", w.plan.stages[stage_index].name);
-        let (tx, rx) = w.channel(name.clone());
-        tap_senders.push((stage_index, tx));
-        let task = sink_task(w, name, tap_base + k, tap, rx, None);
-        w.tasks.spawn(task.run());
-    }
-    (sink_senders, tap_senders)
+    let mut id = sink_senders.len();
+    let mut side =
+        |w: &mut Wiring<'_>, what: &str, list: Vec<(usize, Box<dyn sluice_connector_sdk::Sink>)>| {
+            let mut senders = Vec::new();
+            for (stage_index, tap) in list {
+                let name = format!("{what}:{}", w.plan.stages[stage_index].name);
+                let (tx, rx) = w.channel(name.clone());
+                senders.push((stage_index, tx));
+                let task = sink_task(w, name, id, tap, rx, None);
+                w.tasks.spawn(task.run());
+                id += 1;
+            }
+            senders
+        };
+    let tap_senders = side(w, "tap", taps);
+    let audit_senders = side(w, "audit", audits);
+    (sink_senders, tap_senders, audit_senders)
 }
 
 fn sink_task(
@@ -186,17 +194,24 @@ fn spawn_stages(
     runners: Vec<StageRunner>,
     sink_senders: Senders,
     tap_senders: TapSenders,
+    audit_senders: TapSenders,
 ) -> Senders {
     let mut downstream = sink_senders;
     let stages = w.plan.stages.iter().zip(runners).enumerate().rev();
     for (i, (stage, runner)) in stages {
         let mut outputs = downstream;
-        outputs.extend(
-            tap_senders
+        let for_stage = |senders: &TapSenders| {
+            senders
                 .iter()
                 .filter(|(s, _)| *s == i)
-                .map(|(_, tx)| tx.clone()),
-        );
+                .map(|(_, tx)| tx.clone())
+                .collect::<Vec<_>>()
+        };
+        outputs.extend(for_stage(&tap_senders));
+        // The audit table hears barriers like every output, and only the
+        // stage's audit rows in between.
+        let data_outputs = outputs.len();
+        outputs.extend(for_stage(&audit_senders));
         let (tx, rx) = w.channel(format!("stage:{}", stage.name));
         let task = StageTask {
             name: stage.name.clone(),
@@ -204,6 +219,7 @@ fn spawn_stages(
             runner: Some(runner),
             parallelism: stage.parallelism,
             outputs,
+            data_outputs,
             dlq: w.dlq.clone(),
             first_epoch: w.first_epoch,
             metrics: w.metrics.clone(),

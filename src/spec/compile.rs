@@ -461,7 +461,32 @@ impl Compiler {
             schema = planned.as_ref().map(|p| p.output.clone());
             out.push(planned);
         }
+        self.refuse_taps_before_scrubbing(&items, &out);
         out
+    }
+
+    /// A tap before a stage that scrubs sensitive values (a guard) would
+    /// keep those values on disk.
+    fn refuse_taps_before_scrubbing(&mut self, items: &[Node], stages: &[Option<PlannedStage>]) {
+        let Some(last_scrub) = stages
+            .iter()
+            .rposition(|s| s.as_ref().is_some_and(|s| s.config.scrubs()))
+        else {
+            return;
+        };
+        let scrubber = stages[last_scrub]
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        for (item, stage) in items.iter().zip(stages).take(last_scrub) {
+            if let (Some((_, tap)), Some(stage)) = (item.get("tap"), stage.as_ref().filter(|s| s.tap)) {
+                self.issue(
+                    tap.loc,
+                    format!("stage `{}` is tapped, but `{scrubber}` after it removes sensitive values: its tap would keep them", stage.name),
+                    Some(format!("tap `{scrubber}` (or a stage after it) instead")),
+                );
+            }
+        }
     }
 
     fn stage(&mut self, node: &Node, input: Option<arrow::datatypes::SchemaRef>) -> Option<PlannedStage> {
@@ -504,6 +529,7 @@ impl Compiler {
                 kind: block.kind,
                 tap,
                 parallelism: parallelism.max(1),
+                audit: config.audit(),
                 config,
                 input,
                 output,

@@ -63,6 +63,7 @@ registry! {
         "parse" => ParseConfig;
         "chunk" => ChunkConfig;
         "embed" => sluice_embed::EmbedConfig, feature "embed";
+        "guard" => sluice_guard::GuardConfig, feature "guard";
         "sql" => SqlConfig;
     }
 }

@@ -227,10 +227,7 @@ struct SqlTransform {
 
 impl Transform for SqlTransform {
     fn apply(&self, batch: RecordBatch) -> Result<StageOutput> {
-        Ok(StageOutput {
-            batch: self.query.run(batch).map_err(failed)?,
-            dead_letters: Vec::new(),
-        })
+        Ok(StageOutput::new(self.query.run(batch).map_err(failed)?))
     }
 }
 

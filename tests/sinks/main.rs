@@ -8,6 +8,7 @@ mod util;
 mod common;
 mod eval;
 mod feature_store;
+mod guard;
 #[path = "../daemon/harness.rs"]
 #[allow(dead_code)]
 mod harness;

@@ -62,6 +62,9 @@ pub struct Sample {
     pub help: &'static str,
     pub kind: SeriesKind,
     pub value: f64,
+    /// Labels of this sample besides the pipeline and the stage, e.g.
+    /// `("kind", "email")`; one series per distinct set.
+    pub labels: Vec<(&'static str, String)>,
 }
 
 /// A pipeline-wide rate the daemon computes over a window from a count.
@@ -88,7 +91,8 @@ pub struct RateSeries {
 /// impl OwnMetrics for Upper {
 ///     fn samples(&self) -> Vec<Sample> {
 ///         vec![Sample { name: "sluice_upper_changed_total", help: "Rows changed.",
-///                       kind: SeriesKind::Counter, value: self.changed.get() as f64 }]
+///                       kind: SeriesKind::Counter, value: self.changed.get() as f64,
+///                       labels: vec![] }]
 ///     }
 ///     fn detail(&self) -> Option<(&'static str, serde_json::Value)> {
 ///         Some(("upper", serde_json::json!({"changed": self.changed.get()})))

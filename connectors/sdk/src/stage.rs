@@ -43,7 +43,7 @@
 //!             batch.column(i).as_string::<i32>().iter().map(|t| t.map(str::to_uppercase)).collect();
 //!         let mut columns = batch.columns().to_vec();
 //!         columns[i] = Arc::new(upper) as ArrayRef;
-//!         Ok(StageOutput { batch: RecordBatch::try_new(batch.schema(), columns)?, dead_letters: vec![] })
+//!         Ok(StageOutput::new(RecordBatch::try_new(batch.schema(), columns)?))
 //!     }
 //! }
 //! ```
@@ -92,6 +92,19 @@ pub trait StageConfig: std::fmt::Debug + Send + Sync {
     fn remodel(&self, model: &std::path::Path) -> Option<Remodeled> {
         let _ = model;
         None
+    }
+
+    /// The audit table this stage keeps beside its output, if any
+    /// ([`AuditTable`]). Called after `plan`.
+    fn audit(&self) -> Option<AuditTable> {
+        None
+    }
+
+    /// Whether this stage takes sensitive values out of the rows (a guard).
+    /// A tap on a stage before it would keep those values on disk, so the
+    /// plan refuses one.
+    fn scrubs(&self) -> bool {
+        false
     }
 }
 
@@ -156,6 +169,37 @@ pub enum StageRunner {
 pub struct StageOutput {
     pub batch: RecordBatch,
     pub dead_letters: Vec<DeadLetter>,
+    /// Rows for the stage's audit table ([`StageConfig::audit`]), if any.
+    pub audit: Option<RecordBatch>,
+}
+
+impl StageOutput {
+    /// A batch with no dead letters and no audit rows.
+    pub fn new(batch: RecordBatch) -> Self {
+        StageOutput {
+            batch,
+            dead_letters: Vec::new(),
+            audit: None,
+        }
+    }
+
+    pub fn with_dead_letters(mut self, letters: Vec<DeadLetter>) -> Self {
+        self.dead_letters = letters;
+        self
+    }
+}
+
+/// A table a stage keeps of what it did, beside its output: the runtime
+/// writes the rows a stage hands back in [`StageOutput::audit`], with the
+/// stage's name and the epoch added (columns `stage` and `epoch`), to
+/// `state_dir/audit/<stage>/`, one Parquet file per epoch, as a checkpoint
+/// participant; `sluice sql` shows every stage's rows under `name`.
+#[derive(Debug, Clone)]
+pub struct AuditTable {
+    /// The table's name in `sluice sql`, e.g. `guard_findings`.
+    pub name: String,
+    /// The columns the stage fills (without `stage` and `epoch`).
+    pub schema: SchemaRef,
 }
 
 /// Runs one stage on one batch. Called from the blocking pool, possibly on several

@@ -213,9 +213,6 @@ impl Transform for ChunkTransform {
             }
         }
         let batch = RecordBatch::try_new(self.output.clone(), columns)?;
-        Ok(StageOutput {
-            batch,
-            dead_letters: Vec::new(),
-        })
+        Ok(StageOutput::new(batch))
     }
 }

@@ -315,10 +315,7 @@ impl Transform for ParseTransform {
         columns.push(Arc::new(titles.finish()));
         columns.push(Arc::new(parse_ms.finish()));
         let batch = RecordBatch::try_new(self.ctx.output.clone(), columns)?;
-        Ok(StageOutput {
-            batch,
-            dead_letters: letters,
-        })
+        Ok(StageOutput::new(batch).with_dead_letters(letters))
     }
 }
 

@@ -224,10 +224,7 @@ impl EmbedBatcher {
         while self.queue.front().is_some_and(|q| q.missing == 0) {
             let q = self.queue.pop_front().expect("checked");
             self.front += 1;
-            out.push(StageOutput {
-                batch: self.with_embeddings(q)?,
-                dead_letters: Vec::new(),
-            });
+            out.push(StageOutput::new(self.with_embeddings(q)?));
         }
         Ok(out)
     }

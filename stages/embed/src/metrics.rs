@@ -31,6 +31,7 @@ fn counter(name: &'static str, help: &'static str, value: u64) -> Sample {
         help,
         kind: SeriesKind::Counter,
         value: value as f64,
+        labels: Vec::new(),
     }
 }
 
@@ -40,6 +41,7 @@ fn gauge(name: &'static str, help: &'static str, value: f64) -> Sample {
         help,
         kind: SeriesKind::Gauge,
         value,
+        labels: Vec::new(),
     }
 }
 
