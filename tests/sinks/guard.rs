@@ -183,7 +183,11 @@ fn planted_values_are_scrubbed_counted_and_quarantined_end_to_end() {
         "# Look-alikes\n\nVersion 3.11.2, order #100234567, id 123e4567-e89b-12d3-a456-426614174000, \
          on 2023-01-15, ISBN 978-3-16-148410-0, card 4111 1111 1111 1112.\n",
     );
-    ws.ok(&cli(&["run", "pipelines/p.yaml"]));
+    let summary = ws.ok(&cli(&["run", "pipelines/p.yaml"]));
+    assert!(
+        summary.contains("guard: 2 texts scanned, nothing found"),
+        "{summary}"
+    );
     assert_eq!(query(&ws, "SELECT count(*) AS n FROM guard_findings")[0]["n"], 0);
     assert_eq!(
         query(&ws, "SELECT count(*) AS n FROM guard")[0]["n"],
