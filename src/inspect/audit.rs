@@ -9,8 +9,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::SessionContext;
 use sluice_connector_sdk::stage::AuditTable;
 use sluice_connector_sdk::Epoch;
@@ -58,11 +57,7 @@ pub fn register(ctx: &SessionContext, plan: &Plan) -> Result<()> {
                 "the audit table `{name}` has the name of another table; rename the stage or sink"
             )));
         }
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(stamped_schema(&audit.schema));
-        ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+        super::register_parquet_folders(ctx, name, urls, stamped_schema(&audit.schema))?;
     }
     Ok(())
 }

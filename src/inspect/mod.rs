@@ -88,9 +88,18 @@ fn folder_url(dir: &std::path::Path) -> Result<String> {
 }
 
 fn register_parquet(ctx: &SessionContext, name: &str, url: &str, schema: SchemaRef) -> Result<()> {
-    let url = ListingTableUrl::parse(url)?;
+    register_parquet_folders(ctx, name, vec![ListingTableUrl::parse(url)?], schema)
+}
+
+/// One table over the `.parquet` files of several folders.
+fn register_parquet_folders(
+    ctx: &SessionContext,
+    name: &str,
+    urls: Vec<ListingTableUrl>,
+    schema: SchemaRef,
+) -> Result<()> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let config = ListingTableConfig::new(url)
+    let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
     ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;

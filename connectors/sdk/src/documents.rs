@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, LargeBinaryBuilder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, LargeBinaryBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
@@ -90,4 +92,17 @@ pub fn to_batch(rows: &[DocumentRow]) -> crate::Result<RecordBatch> {
         Arc::new(metadata.finish()),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+/// The values of a text column of either width (`Utf8` or `LargeUtf8`).
+pub fn text_values(a: &dyn Array) -> crate::Result<Vec<Option<&str>>> {
+    Ok(match a.data_type() {
+        DataType::Utf8 => a.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => a.as_string::<i64>().iter().collect(),
+        other => {
+            return Err(crate::ConnectorError::internal(format!(
+                "expected text, found {other}"
+            )))
+        }
+    })
 }

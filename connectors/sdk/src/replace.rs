@@ -8,9 +8,8 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::DataType;
 
 use crate::documents::{OP, OP_DELETE, VERSION};
 use crate::{ConnectorError, Result};
@@ -22,13 +21,7 @@ pub struct EpochRows {
     pub batches: Vec<RecordBatch>,
 }
 
-fn strings(a: &dyn Array) -> Result<Vec<Option<&str>>> {
-    Ok(match a.data_type() {
-        DataType::Utf8 => a.as_string::<i32>().iter().collect(),
-        DataType::LargeUtf8 => a.as_string::<i64>().iter().collect(),
-        other => return Err(ConnectorError::internal(format!("expected text, found {other}"))),
-    })
-}
+use crate::documents::text_values as strings;
 
 /// A text column of `b`, or all nulls when `b` has no such column.
 fn optional<'a>(b: &'a RecordBatch, name: &str) -> Result<Vec<Option<&'a str>>> {
@@ -166,8 +159,8 @@ pub fn versions(batches: &[RecordBatch], doc_column: &str) -> HashMap<String, St
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::StringArray;
-    use arrow::datatypes::{Field, Schema};
+    use arrow::array::{AsArray, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
 

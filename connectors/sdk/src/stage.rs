@@ -244,3 +244,30 @@ pub fn require_column(input: &Schema, column: &str, ty: &DataType, issues: &mut 
         }
     }
 }
+
+/// Check that `input` has a text column (`Utf8` or `LargeUtf8`) named
+/// `column`, recording a problem at `key` otherwise: "column `c` is T,
+/// {stage} needs text", or "the input has no column `c`" with `hint`.
+pub fn require_text(
+    input: &Schema,
+    column: &str,
+    key: &'static str,
+    stage: &str,
+    hint: Option<&str>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    match input.field_with_name(column) {
+        Ok(f) if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) => {}
+        Ok(f) => issues.push(ConfigIssue::new(
+            Some(key),
+            format!("column `{column}` is {}, {stage} needs text", f.data_type()),
+        )),
+        Err(_) => {
+            let issue = ConfigIssue::new(Some(key), format!("the input has no column `{column}`"));
+            issues.push(match hint {
+                Some(h) => issue.with_hint(h),
+                None => issue,
+            });
+        }
+    }
+}

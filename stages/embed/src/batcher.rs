@@ -13,8 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use sluice_connector_sdk::vectors;
@@ -118,10 +118,7 @@ impl EmbedBatcher {
         let column = batch
             .column_by_name(&self.settings.text_column)
             .ok_or_else(|| self.fail(format!("no column `{}`", self.settings.text_column)))?;
-        let texts: Vec<Option<&str>> = match column.data_type() {
-            DataType::LargeUtf8 => column.as_string::<i64>().iter().collect(),
-            _ => column.as_string::<i32>().iter().collect(),
-        };
+        let texts = sluice_connector_sdk::documents::text_values(column.as_ref())?;
         let mut vectors = vec![None; texts.len()];
         let mut missing = 0;
         let mut new_texts: Vec<(Key, &str)> = Vec::new();

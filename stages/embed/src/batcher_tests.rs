@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
-use arrow::array::{AsArray, StringArray};
-use arrow::datatypes::{Field, Float32Type, Schema};
+use arrow::array::{Array, AsArray, StringArray};
+use arrow::datatypes::{DataType, Field, Float32Type, Schema};
 
 use super::*;
 use crate::embedding_type;

@@ -29,14 +29,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::Deserialize;
 use sluice_connector_sdk::{ConfigIssue, HumanDuration, PlanContext};
 
 pub use model::{Model, ModelError, Tokens};
 /// ONNX Runtime as this stage links it, for benches that run a model directly.
 pub use ort;
-use sluice_connector_sdk::stage::{QueryEmbedder, Remodeled, StageConfig, StageContext, StageRunner};
+use sluice_connector_sdk::stage::{
+    require_text, QueryEmbedder, Remodeled, StageConfig, StageContext, StageRunner,
+};
 use sluice_connector_sdk::{ConnectorError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -189,24 +191,14 @@ impl StageConfig for EmbedConfig {
 
     fn plan(&self, ctx: &PlanContext, input: &SchemaRef) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        match input.field_with_name(&self.text_column) {
-            Ok(f) if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) => {}
-            Ok(f) => issues.push(ConfigIssue::new(
-                Some("text_column"),
-                format!(
-                    "column `{}` is {}, the embed stage needs text",
-                    self.text_column,
-                    f.data_type()
-                ),
-            )),
-            Err(_) => issues.push(
-                ConfigIssue::new(
-                    Some("text_column"),
-                    format!("the input has no column `{}`", self.text_column),
-                )
-                .with_hint("the embed stage comes after chunk"),
-            ),
-        }
+        require_text(
+            input,
+            &self.text_column,
+            "text_column",
+            "the embed stage",
+            Some("the embed stage comes after chunk"),
+            &mut issues,
+        );
         if input.field_with_name(&self.output_column).is_ok() {
             issues.push(ConfigIssue::new(
                 Some("output_column"),

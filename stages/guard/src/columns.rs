@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float32Array, StringArray, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, ListArray, StringArray, StructArray, UInt64Array,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use sluice_connector_sdk::documents::DOC_ID;
@@ -55,6 +58,39 @@ pub fn audit_schema() -> SchemaRef {
     ]))
 }
 
+/// A text column of one name per finding.
+fn names(all: &[&Recorded], f: fn(&Recorded) -> &'static str) -> ArrayRef {
+    Arc::new(all.iter().map(|r| Some(f(r))).collect::<StringArray>())
+}
+
+/// The findings column: each row's findings (`recorded[i]`), null where
+/// `valid[i]` is false (no text), empty for a clean text.
+pub fn findings_column(recorded: &[&[Recorded]], valid: Vec<bool>) -> ArrayRef {
+    let all: Vec<&Recorded> = recorded.iter().flat_map(|r| r.iter()).collect();
+    let offsets = OffsetBuffer::from_lengths(recorded.iter().map(|r| r.len()));
+    let values = StructArray::new(
+        finding_fields(),
+        vec![
+            names(&all, |r| r.kind.name()),
+            Arc::new(all.iter().map(|r| r.start).collect::<UInt64Array>()),
+            Arc::new(all.iter().map(|r| r.end).collect::<UInt64Array>()),
+            names(&all, |r| r.rule),
+            Arc::new(all.iter().map(|r| r.score).collect::<Float32Array>()),
+            names(&all, |r| r.action.name()),
+        ],
+        None,
+    );
+    let DataType::List(item) = findings_type() else {
+        unreachable!("findings_type is a list")
+    };
+    Arc::new(ListArray::new(
+        item,
+        offsets,
+        Arc::new(values),
+        Some(NullBuffer::from(valid)),
+    ))
+}
+
 /// One audit row per finding of each row of `batch`.
 pub fn audit_batch(schema: &SchemaRef, batch: &RecordBatch, recorded: &[&[Recorded]]) -> Result<RecordBatch> {
     let col = |name: &str| {
@@ -77,17 +113,14 @@ pub fn audit_batch(schema: &SchemaRef, batch: &RecordBatch, recorded: &[&[Record
             all.push(r);
         }
     }
-    let text = |f: fn(&Recorded) -> &'static str| {
-        Arc::new(all.iter().map(|r| Some(f(r))).collect::<StringArray>()) as ArrayRef
-    };
     Ok(RecordBatch::try_new(
         schema.clone(),
         vec![
             Arc::new(StringArray::from(document)),
             Arc::new(StringArray::from(chunk)),
-            text(|r| r.kind.name()),
-            text(|r| r.rule),
-            text(|r| r.action.name()),
+            names(&all, |r| r.kind.name()),
+            names(&all, |r| r.rule),
+            names(&all, |r| r.action.name()),
             Arc::new(all.iter().map(|r| r.score).collect::<Float32Array>()),
             Arc::new(all.iter().map(|r| r.start).collect::<UInt64Array>()),
             Arc::new(all.iter().map(|r| r.end).collect::<UInt64Array>()),

@@ -43,9 +43,9 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::Deserialize;
-use sluice_connector_sdk::stage::{AuditTable, StageConfig, StageContext, StageRunner};
+use sluice_connector_sdk::stage::{require_text, AuditTable, StageConfig, StageContext, StageRunner};
 use sluice_connector_sdk::{ConfigIssue, ConnectorError, PlanContext, Result};
 
 pub use kind::{Action, Finding, Kind};
@@ -196,21 +196,7 @@ impl StageConfig for GuardConfig {
         input: &SchemaRef,
     ) -> std::result::Result<SchemaRef, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        match input.field_with_name(&self.column) {
-            Ok(f) if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) => {}
-            Ok(f) => issues.push(ConfigIssue::new(
-                Some("column"),
-                format!(
-                    "column `{}` is {}, the guard needs text",
-                    self.column,
-                    f.data_type()
-                ),
-            )),
-            Err(_) => issues.push(ConfigIssue::new(
-                Some("column"),
-                format!("the input has no column `{}`", self.column),
-            )),
-        }
+        require_text(input, &self.column, "column", "the guard", None, &mut issues);
         if input.field_with_name(&self.findings_column).is_ok() {
             issues.push(
                 ConfigIssue::new(

@@ -4,6 +4,8 @@
 //! that fails its check lets the search go on from its next character, so a
 //! failed IBAN does not hide a card number inside it.
 
+use std::sync::OnceLock;
+
 use regex::Regex;
 
 use crate::inject::Injection;
@@ -40,21 +42,20 @@ impl std::fmt::Debug for Scanner {
 #[error("the guard's rules do not compile: {0}")]
 pub struct RulesError(#[from] regex::Error);
 
-/// One regex of every rule, each in a group named `r<index>`.
-fn combined() -> Result<Regex, regex::Error> {
-    let alternation: Vec<String> = RULES
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("(?P<r{i}>{})", r.pattern))
-        .collect();
-    regex::RegexBuilder::new(&alternation.join("|"))
-        .size_limit(64 << 20)
-        .build()
-}
-
-impl Scanner {
-    pub fn new(kinds: &[Kind], region: phonenumber::country::Id, threshold: f32) -> Result<Self, RulesError> {
-        let regex = combined()?;
+/// One regex of every rule, each in a group named `r<index>`, with the
+/// group of each rule. The rules are constants, so they are compiled once per
+/// process: `validate`, `build` and every plan a CLI command loads share it.
+fn compiled() -> Result<&'static (Regex, Vec<usize>), RulesError> {
+    static COMPILED: OnceLock<Result<(Regex, Vec<usize>), regex::Error>> = OnceLock::new();
+    let built = COMPILED.get_or_init(|| {
+        let alternation: Vec<String> = RULES
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("(?P<r{i}>{})", r.pattern))
+            .collect();
+        let regex = regex::RegexBuilder::new(&alternation.join("|"))
+            .size_limit(64 << 20)
+            .build()?;
         let groups = (0..RULES.len())
             .map(|k| {
                 let name = format!("r{k}");
@@ -64,6 +65,15 @@ impl Scanner {
                     .unwrap_or(0)
             })
             .collect();
+        Ok((regex, groups))
+    });
+    built.as_ref().map_err(|e| RulesError(e.clone()))
+}
+
+impl Scanner {
+    pub fn new(kinds: &[Kind], region: phonenumber::country::Id, threshold: f32) -> Result<Self, RulesError> {
+        let (regex, groups) = compiled()?;
+        let (regex, groups) = (regex.clone(), groups.clone());
         let mut enabled = [false; 8];
         for k in kinds {
             enabled[k.index()] = true;

@@ -2,22 +2,18 @@
 //! rewrite the text, and build the findings column, the audit rows and the
 //! dead letters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float32Array, LargeStringArray, ListArray, StringArray,
-    StructArray, UInt64Array,
-};
-use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, LargeStringArray, StringArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Fields, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use sluice_connector_sdk::documents::{DOC_ID, OP, OP_DELETE, VERSION};
+use sluice_connector_sdk::documents::{text_values, DOC_ID, OP, OP_DELETE, VERSION};
 use sluice_connector_sdk::stage::{StageOutput, Transform};
 use sluice_connector_sdk::{ConnectorError, DeadLetter, Result};
 
-use crate::columns::{audit_batch, finding_fields, CHUNK_ID};
+use crate::columns::{audit_batch, findings_column, CHUNK_ID};
 use crate::kind::{Action, Kind};
 use crate::metrics::GuardMetrics;
 use crate::rewrite::{Recorded, Rewriter};
@@ -45,23 +41,16 @@ struct Row {
     removed: Option<Action>,
 }
 
-/// A text column of either width.
-enum Texts<'a> {
-    Small(&'a StringArray),
-    Large(&'a LargeStringArray),
-}
-
-impl Texts<'_> {
-    fn get(&self, i: usize) -> Option<&str> {
-        match self {
-            Texts::Small(a) => a.is_valid(i).then(|| a.value(i)),
-            Texts::Large(a) => a.is_valid(i).then(|| a.value(i)),
-        }
-    }
-}
-
-fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
-    batch.column_by_name(name).and_then(|c| c.as_string_opt::<i32>())
+/// A text column of `batch` (empty strings where it has none: the doc_id and
+/// version of a batch that lacks them).
+fn values<'a>(batch: &'a RecordBatch, name: &str) -> Result<Vec<&'a str>> {
+    Ok(match batch.column_by_name(name) {
+        Some(c) => text_values(c.as_ref())?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect(),
+        None => vec![""; batch.num_rows()],
+    })
 }
 
 impl Guard {
@@ -94,38 +83,30 @@ impl Guard {
         }
     }
 
-    fn texts<'a>(&self, batch: &'a RecordBatch) -> Result<Texts<'a>> {
+    fn texts<'a>(&self, batch: &'a RecordBatch) -> Result<Vec<Option<&'a str>>> {
         let col = batch
             .column_by_name(&self.column)
             .ok_or_else(|| ConnectorError::internal(format!("the input has no column `{}`", self.column)))?;
-        match col.data_type() {
-            DataType::Utf8 => Ok(Texts::Small(col.as_string::<i32>())),
-            DataType::LargeUtf8 => Ok(Texts::Large(col.as_string::<i64>())),
-            other => Err(ConnectorError::internal(format!(
-                "column `{}` is {other}, not text",
-                self.column
-            ))),
-        }
+        text_values(col.as_ref())
     }
 }
 
 impl Transform for Guard {
     fn apply(&self, batch: RecordBatch) -> Result<StageOutput> {
         let texts = self.texts(&batch)?;
-        let rows: Vec<Row> = (0..batch.num_rows())
-            .map(|i| texts.get(i).map(|t| self.row(t)).unwrap_or_default())
+        let rows: Vec<Row> = texts
+            .iter()
+            .map(|t| t.map(|t| self.row(t)).unwrap_or_default())
             .collect();
-        let doc_ids = strings(&batch, DOC_ID);
-        let doc = |i: usize| doc_ids.map(|d| d.value(i).to_string()).unwrap_or_default();
+        let docs = values(&batch, DOC_ID)?;
         let chunk_level = batch.schema().field_with_name(CHUNK_ID).is_ok();
 
         // A document with a dead-lettered row leaves whole, with one letter.
         let mut letters: Vec<DeadLetter> = Vec::new();
-        let mut quarantined: HashMap<String, usize> = HashMap::new();
+        let mut quarantined: HashSet<&str> = HashSet::new();
         for (i, row) in rows.iter().enumerate() {
-            if row.removed == Some(Action::DeadLetter) && !quarantined.contains_key(&doc(i)) {
-                quarantined.insert(doc(i), letters.len());
-                letters.push(self.letter(&batch, i, &rows));
+            if row.removed == Some(Action::DeadLetter) && quarantined.insert(docs[i]) {
+                letters.push(self.letter(&batch, &docs, i, &rows)?);
             }
         }
         for row in &rows {
@@ -135,17 +116,14 @@ impl Transform for Guard {
         }
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|i| {
-                let gone = quarantined.contains_key(&doc(i))
-                    || (chunk_level && rows[i].removed == Some(Action::Drop));
+                let gone =
+                    quarantined.contains(docs[i]) || (chunk_level && rows[i].removed == Some(Action::Drop));
                 Some(!gone)
             })
             .collect();
-        let audit = audit_batch(
-            &self.audit,
-            &batch,
-            &rows.iter().map(|r| r.recorded.as_slice()).collect::<Vec<_>>(),
-        )?;
-        let out = self.output_batch(&batch, &texts, &rows, chunk_level)?;
+        let recorded: Vec<&[Recorded]> = rows.iter().map(|r| r.recorded.as_slice()).collect();
+        let audit = audit_batch(&self.audit, &batch, &recorded)?;
+        let out = self.output_batch(&batch, &texts, &rows, &recorded, chunk_level)?;
         let out = filter_record_batch(&out, &keep)?;
         let mut output = StageOutput::new(out).with_dead_letters(letters);
         output.audit = (audit.num_rows() > 0).then_some(audit);
@@ -156,28 +134,21 @@ impl Transform for Guard {
 impl Guard {
     /// The letter of row `i`'s document: the kinds and rules found in all of
     /// its rows, never the values.
-    fn letter(&self, batch: &RecordBatch, i: usize, rows: &[Row]) -> DeadLetter {
-        let ids = strings(batch, DOC_ID);
-        let doc_id = ids.map(|d| d.value(i).to_string()).unwrap_or_default();
+    fn letter(&self, batch: &RecordBatch, docs: &[&str], i: usize, rows: &[Row]) -> Result<DeadLetter> {
         let mut found: Vec<String> = Vec::new();
-        for (j, row) in rows.iter().enumerate() {
-            if ids.map(|d| d.value(j)) == ids.map(|d| d.value(i)) {
-                for r in &row.recorded {
-                    let item = format!("{} ({})", r.kind.name(), r.rule);
-                    if !found.contains(&item) {
-                        found.push(item);
-                    }
-                }
+        let same_doc = rows.iter().zip(docs).filter(|(_, d)| **d == docs[i]);
+        for r in same_doc.flat_map(|(row, _)| &row.recorded) {
+            let item = format!("{} ({})", r.kind.name(), r.rule);
+            if !found.contains(&item) {
+                found.push(item);
             }
         }
-        DeadLetter {
-            doc_id,
-            version: strings(batch, VERSION)
-                .map(|v| v.value(i).to_string())
-                .unwrap_or_default(),
+        Ok(DeadLetter {
+            doc_id: docs[i].to_string(),
+            version: values(batch, VERSION)?[i].to_string(),
             stage: self.stage.clone(),
             error: format!("quarantined by the guard: found {}", found.join(", ")),
-        }
+        })
     }
 
     /// The input with the text rewritten, a whole document that is dropped
@@ -185,8 +156,9 @@ impl Guard {
     fn output_batch(
         &self,
         batch: &RecordBatch,
-        texts: &Texts<'_>,
+        texts: &[Option<&str>],
         rows: &[Row],
+        recorded: &[&[Recorded]],
         chunk_level: bool,
     ) -> Result<RecordBatch> {
         let to_delete = |r: &Row| !chunk_level && r.removed == Some(Action::Drop);
@@ -199,7 +171,7 @@ impl Guard {
                     if to_delete(&rows[i]) {
                         None
                     } else {
-                        rows[i].text.as_deref().or(texts.get(i))
+                        rows[i].text.as_deref().or(texts[i])
                     }
                 };
                 columns.push(match col.data_type() {
@@ -220,46 +192,12 @@ impl Guard {
                 columns.push(col.clone());
             }
         }
-        columns.push(self.findings_column(texts, rows, &to_delete));
+        let valid: Vec<bool> = rows
+            .iter()
+            .zip(texts)
+            .map(|(r, t)| t.is_some() && !to_delete(r))
+            .collect();
+        columns.push(findings_column(recorded, valid));
         Ok(RecordBatch::try_new(self.output.clone(), columns)?)
-    }
-
-    /// `List<Struct<kind, start, end, rule, score, action>>`: empty for a
-    /// clean text, null where there was no text.
-    fn findings_column(&self, texts: &Texts<'_>, rows: &[Row], to_delete: &dyn Fn(&Row) -> bool) -> ArrayRef {
-        let all: Vec<&Recorded> = rows.iter().flat_map(|r| &r.recorded).collect();
-        let mut offsets = vec![0i32];
-        let mut valid = Vec::with_capacity(rows.len());
-        for (i, r) in rows.iter().enumerate() {
-            offsets.push(offsets[offsets.len() - 1] + r.recorded.len() as i32);
-            valid.push(texts.get(i).is_some() && !to_delete(r));
-        }
-        let name = |f: fn(&Recorded) -> &'static str| {
-            Arc::new(all.iter().map(|r| Some(f(r))).collect::<StringArray>()) as ArrayRef
-        };
-        let fields: Fields = finding_fields();
-        let values = StructArray::new(
-            fields.clone(),
-            vec![
-                name(|r| r.kind.name()),
-                Arc::new(all.iter().map(|r| r.start).collect::<UInt64Array>()),
-                Arc::new(all.iter().map(|r| r.end).collect::<UInt64Array>()),
-                name(|r| r.rule),
-                Arc::new(all.iter().map(|r| r.score).collect::<Float32Array>()),
-                name(|r| r.action.name()),
-            ],
-            None,
-        );
-        let item = Arc::new(arrow::datatypes::Field::new(
-            "item",
-            DataType::Struct(fields),
-            false,
-        ));
-        Arc::new(ListArray::new(
-            item,
-            OffsetBuffer::new(offsets.into()),
-            Arc::new(values),
-            Some(NullBuffer::from(valid)),
-        ))
     }
 }
