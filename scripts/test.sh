@@ -4,6 +4,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash scripts/setup.sh
 # The tests' second embedding model (an fp32 graph built from the pinned weights).
 python3 scripts/fetch_models.py --second-model
+# Headless Chromium and its WebDriver for the console's browser test (Debian).
+apt_install chromium chromium-driver
 # PostgreSQL + pgvector, Redis and Feast for the sink tests; stopped at the end.
 bash scripts/services.sh up >/dev/null
 trap 'bash scripts/services.sh down' EXIT

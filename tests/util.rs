@@ -112,11 +112,16 @@ pub fn sluice_in(dir: &Path, args: &[&str]) -> Output {
 }
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    repo_root().join("tests/fixtures")
 }
 
+/// The checkout under test: cargo and nextest say where at run time (the
+/// build folder is shared between clones, so the path compiled in may be
+/// another clone's).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// A pipeline over `./data` with parse → chunk (tapped) → parquet sink `out`.

@@ -5,7 +5,6 @@ use std::path::Path;
 use arrow::array::AsArray;
 
 use super::EXIT_OK;
-use crate::checkpoint::CheckpointStore;
 use crate::inspect::{self, OutputFormat};
 use crate::Error;
 
@@ -127,22 +126,7 @@ pub async fn show(pipeline: &Path, state: Option<&Path>, id: &str) -> anyhow::Re
 /// checkpoint, then run the pipeline, which reads them again.
 pub async fn replay(pipeline: &Path, state: Option<&Path>, filters: Filters) -> anyhow::Result<u8> {
     let plan = super::load(pipeline, state)?;
-    let sql = format!(
-        "SELECT DISTINCT doc_id FROM dead_letters {} ORDER BY doc_id",
-        filters.where_clause()?
-    );
-    let batches = inspect::query(&plan, &sql).await?;
-    let doc_ids: Vec<String> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let doc_ids = crate::dlq::letter_documents(&plan, &filters.where_clause()?).await?;
     if doc_ids.is_empty() {
         println!("no dead letters to replay");
         return Ok(EXIT_OK);
@@ -150,16 +134,7 @@ pub async fn replay(pipeline: &Path, state: Option<&Path>, filters: Filters) -> 
     // Held through the run below (which shares it): nothing else may resume
     // from the checkpoint between the rewrite and the run.
     let _lock = crate::checkpoint::StateLock::acquire(&plan.state_dir)?;
-    let store = CheckpointStore::new(plan.checkpoint_file());
-    let Some(mut checkpoint) = store.load_for(&plan.name)? else {
-        return Err(Error::Internal("dead letters but no checkpoint: run the pipeline first".into()).into());
-    };
-    checkpoint.source = plan
-        .source
-        .config
-        .replay(checkpoint.source, &doc_ids)
-        .map_err(|e| Error::connector("source", e))?;
-    store.save(&checkpoint)?;
+    crate::dlq::forget(&plan, &doc_ids)?;
     println!("replaying {} dead-lettered documents", doc_ids.len());
     super::run::run(pipeline, state, false).await?;
     let list = doc_ids

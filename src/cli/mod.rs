@@ -9,6 +9,9 @@ mod migrate;
 mod run;
 mod search;
 mod sql;
+mod tail;
+#[cfg(unix)]
+mod top;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -219,6 +222,14 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Follow the rows passing a stage (or the source, or a sink's input) of a
+    /// running pipeline, sampled: a tail that cannot keep up drops rows and says
+    /// how many, and never slows the pipeline.
+    Tail(tail::Args),
+    /// A live overview of a daemon's pipelines in the terminal: state, epoch,
+    /// rows per second, and each stage's and sink's rate, queue fill and busy share.
+    #[cfg(unix)]
+    Top(top::Args),
     /// What a pipeline's guard stages found (PII, secrets, prompt injection).
     Guard {
         #[command(subcommand)]
@@ -448,6 +459,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     format,
                 },
         } => guard::report(&pipeline, state, top, format).await,
+        Command::Tail(args) => tail::tail(args, state).await,
+        #[cfg(unix)]
+        Command::Top(args) => top::top(args).await,
         Command::Index {
             command: IndexCommand::Rebuild { pipeline, sink },
         } => rebuild_indexes(&pipeline, state, sink.as_deref()).await,

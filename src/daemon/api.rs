@@ -9,6 +9,8 @@
 //! | `POST /v1/sql` | `{"pipeline", "query", "format": "json" \| "arrow"}`, read-only like `sluice sql` |
 //! | `GET /healthz`, `/readyz` | liveness; readiness (folder scanned, nothing still starting) |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /v1/pipelines/{name}/tail/{point}`, `/history`, `/tables`, `/eval`; `POST .../dead_letters/replay` | the console's routes ([`super::live`]) |
+//! | `GET /`, `/console.js`, `/console.css` | the console ([`super::console`]), open: it holds no data |
 //!
 //! With a token (`SLUICE_API_TOKEN`) every route but `/healthz` and `/readyz`
 //! wants `Authorization: Bearer <token>`. The CLI refuses to bind anything but
@@ -42,12 +44,12 @@ use crate::search;
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 #[derive(Clone)]
-struct Api {
-    daemon: Arc<Daemon>,
+pub(super) struct Api {
+    pub(super) daemon: Arc<Daemon>,
     token: Option<Arc<str>>,
     /// DNS names the API answers to besides `localhost` (lower case).
     allowed_hosts: Arc<[String]>,
-    sql_limits: inspect::QueryLimits,
+    pub(super) sql_limits: inspect::QueryLimits,
 }
 
 /// Who may call the API.
@@ -83,7 +85,9 @@ pub fn router(daemon: Arc<Daemon>, access: Access) -> Router {
         .route("/v1/sql", post(sql))
         .route("/v1/search", post(search))
         .route("/metrics", get(metrics))
+        .merge(super::live::routes())
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .merge(super::console::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .layer(middleware::from_fn_with_state(api.clone(), guard))
@@ -152,7 +156,7 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
 
 /// Refuse a body that is not `application/json`: a browser sends `text/plain`
 /// and form bodies cross-site without asking first.
-fn require_json(headers: &axum::http::HeaderMap) -> Option<Response> {
+pub(super) fn require_json(headers: &axum::http::HeaderMap) -> Option<Response> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -166,7 +170,7 @@ fn require_json(headers: &axum::http::HeaderMap) -> Option<Response> {
     })
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let message = crate::telemetry::secrets::scrub(&message.into()).into_owned();
     (status, Json(json!({ "error": message }))).into_response()
 }
@@ -205,7 +209,7 @@ async fn ready(State(api): State<Api>) -> Response {
     }
 }
 
-fn not_found(name: &str) -> Response {
+pub(super) fn not_found(name: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`"))
 }
 
@@ -217,11 +221,18 @@ async fn list(State(api): State<Api>) -> Json<Value> {
         .map(|p| {
             let s = p.status();
             let m = p.metrics();
+            let rate = p
+                .history()
+                .latest()
+                .and_then(|pt| pt.rows.get(crate::telemetry::tail::SOURCE).copied());
             json!({
                 "name": p.name,
                 "file": s.file,
                 "state": s.state,
                 "epoch": m.last_committed_epoch.get(),
+                "last_checkpoint_at": checkpoint_time(&m),
+                "rows_per_second": rate,
+                "dead_letters": m.dead_letters.get(),
                 "restarts": s.restarts,
                 "reloads": s.reloads,
                 "last_error": s.last_error,
@@ -285,12 +296,14 @@ pub fn describe(p: &PipelineHandle) -> Value {
     let sinks: Vec<Value> = m
         .sinks
         .iter()
-        .map(|(name, rows)| json!({"name": name, "rows": rows.get(), "queue": fill(&format!("sink:{name}"))}))
+        .map(|(name, rows)| {
+            let kind = plan
+                .as_ref()
+                .and_then(|p| p.sinks.iter().find(|s| &s.name == name))
+                .map(|s| s.kind.clone());
+            json!({"name": name, "kind": kind, "rows": rows.get(), "queue": fill(&format!("sink:{name}"))})
+        })
         .collect();
-    let checkpoint_ms = m.last_checkpoint_ms.get();
-    let last_checkpoint = (checkpoint_ms > 0)
-        .then(|| chrono::DateTime::from_timestamp_millis(checkpoint_ms as i64))
-        .flatten();
     json!({
         "name": p.name,
         "file": s.file,
@@ -301,9 +314,10 @@ pub fn describe(p: &PipelineHandle) -> Value {
         "config_errors": s.config_errors,
         "retry_at": s.retry_at,
         "epoch": {"committed": m.last_committed_epoch.get(), "open": m.open_epoch.get()},
-        "last_checkpoint_at": last_checkpoint.map(|t| t.to_rfc3339()),
+        "last_checkpoint_at": checkpoint_time(&m),
         "checkpoint_duration_ms": m.checkpoint_duration_us.get() as f64 / 1e3,
         "source": {
+            "kind": plan.as_ref().map(|p| p.source.kind.clone()),
             "rows": m.source_rows.get(),
             "bytes": m.source_bytes.get(),
             "batches": m.source_batches.get(),
@@ -313,6 +327,15 @@ pub fn describe(p: &PipelineHandle) -> Value {
         "sinks": sinks,
         "dead_letters": m.dead_letters.get(),
     })
+}
+
+/// When the last checkpoint was written (RFC 3339), if ever.
+fn checkpoint_time(m: &crate::telemetry::PipelineMetrics) -> Option<String> {
+    let ms = m.last_checkpoint_ms.get();
+    (ms > 0)
+        .then(|| chrono::DateTime::from_timestamp_millis(ms as i64))
+        .flatten()
+        .map(|t| t.to_rfc3339())
 }
 
 // A command takes no body, but reads any it is sent: answering before a late

@@ -16,7 +16,10 @@
 //! second file with a name already in use is refused.
 
 pub mod api;
+mod console;
+mod history;
 pub mod http;
+mod live;
 mod prometheus;
 pub mod supervisor;
 
@@ -307,6 +310,9 @@ impl Daemon {
     fn sample_rates(&self) {
         let now = Instant::now();
         let pipelines = self.pipelines();
+        for p in &pipelines {
+            p.record_history();
+        }
         let mut registry = self.registry();
         let rates = &mut registry.rates;
         for p in pipelines {

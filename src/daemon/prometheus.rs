@@ -274,6 +274,12 @@ fn progress_series(f: &mut Families, pl: &str, m: &PipelineMetrics, now_ms: u64)
         &[("pipeline", pl)],
         m.dead_letters.get(),
     );
+    f.gauge(
+        "sluice_tail_watchers",
+        "Live tails (sluice tail, the console) following a point of the pipeline.",
+        &[("pipeline", pl)],
+        m.tails.watchers() as f64,
+    );
 }
 
 /// Every stage's counters, its queue fill, and the series it adds of its own.

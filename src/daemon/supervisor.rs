@@ -17,6 +17,9 @@ use crate::plan::Plan;
 use crate::runtime::{self, RunOptions};
 use crate::telemetry::PipelineMetrics;
 
+/// Where a replay's outcome goes: how many documents will be read again.
+pub type ReplayDone = tokio::sync::oneshot::Sender<Result<usize, String>>;
+
 /// What a supervisor is told to do.
 pub enum Command {
     /// Checkpoint, then run this version instead.
@@ -26,6 +29,10 @@ pub enum Command {
     Resume,
     /// Checkpoint and end the supervisor.
     Stop,
+    /// Checkpoint, forget these documents in the source's position so the
+    /// next run reads them again (dead letters replayed), and go on. The
+    /// answer is how many documents will be read again.
+    Replay(Vec<String>, ReplayDone),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,6 +101,8 @@ pub struct PipelineHandle {
     /// The rate a stage asks for (`OwnMetrics::rate`) over the last sampling
     /// window, per second, as f64 bits.
     rate: std::sync::atomic::AtomicU64,
+    /// The last minutes of throughput, for the console.
+    history: Mutex<super::history::History>,
 }
 
 struct Shared {
@@ -124,6 +133,7 @@ impl PipelineHandle {
             }),
             commands: None,
             rate: Default::default(),
+            history: Default::default(),
         })
     }
 
@@ -148,6 +158,7 @@ impl PipelineHandle {
             }),
             commands: Some(tx),
             rate: Default::default(),
+            history: Default::default(),
         });
         let supervisor = Supervisor {
             handle: handle.clone(),
@@ -202,6 +213,21 @@ impl PipelineHandle {
             .store(per_second.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Sample the current run into the history (at most every few seconds).
+    pub fn record_history(&self) {
+        let (metrics, plan) = {
+            let shared = self.shared();
+            (shared.metrics.clone(), shared.plan.clone())
+        };
+        if let Some(plan) = plan {
+            self.history().record(&metrics, &plan);
+        }
+    }
+
+    pub fn history(&self) -> std::sync::MutexGuard<'_, super::history::History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn update(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.shared().status);
     }
@@ -213,6 +239,7 @@ struct Pending {
     stop: bool,
     pause: Option<bool>,
     plan: Option<Arc<Plan>>,
+    replays: Vec<(Vec<String>, ReplayDone)>,
 }
 
 impl Pending {
@@ -222,6 +249,7 @@ impl Pending {
             Command::Pause => self.pause = Some(true),
             Command::Resume => self.pause = Some(false),
             Command::Reload(plan) => self.plan = Some(plan),
+            Command::Replay(docs, done) => self.replays.push((docs, done)),
         }
     }
 }
@@ -348,6 +376,15 @@ impl Supervisor {
 
     /// Take up what arrived, and say what comes next.
     fn apply(&mut self, pending: Pending) -> Step {
+        for (docs, done) in pending.replays {
+            let outcome = crate::dlq::forget(&self.plan, &docs)
+                .map(|()| docs.len())
+                .map_err(|e| crate::telemetry::secrets::scrub(&e.to_string()).into_owned());
+            if let Err(e) = &outcome {
+                tracing::error!(pipeline = %self.plan.name, "replaying dead letters: {e}");
+            }
+            let _ = done.send(outcome);
+        }
         if pending.stop {
             self.handle.update(|s| s.state = State::Stopped);
             tracing::info!(pipeline = %self.plan.name, "stopped");

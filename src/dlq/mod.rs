@@ -190,3 +190,40 @@ pub fn open_view_sql(log: &str) -> String {
          WHERE epoch = newest AND coalesce(status, '{OPEN}') = '{OPEN}'"
     )
 }
+
+/// Forget `doc_ids` in the source's checkpointed position, so the next run
+/// reads them again through the current pipeline (a replay of their dead
+/// letters). Takes the state lock for the rewrite.
+pub fn forget(plan: &crate::plan::Plan, doc_ids: &[String]) -> Result<()> {
+    let _lock = crate::checkpoint::StateLock::acquire(&plan.state_dir)?;
+    let store = crate::checkpoint::CheckpointStore::new(plan.checkpoint_file());
+    let Some(mut checkpoint) = store.load_for(&plan.name)? else {
+        return Err(Error::Internal(
+            "dead letters but no checkpoint: run the pipeline first".into(),
+        ));
+    };
+    checkpoint.source = plan
+        .source
+        .config
+        .replay(checkpoint.source, doc_ids)
+        .map_err(|e| Error::connector("source", e))?;
+    store.save(&checkpoint)
+}
+
+/// The documents of the open letters `filter` (a SQL `WHERE` clause over
+/// `dead_letters`, or nothing) selects, each once, sorted.
+pub async fn letter_documents(plan: &crate::plan::Plan, filter: &str) -> Result<Vec<String>> {
+    let sql = format!("SELECT DISTINCT doc_id FROM dead_letters {filter} ORDER BY doc_id");
+    let batches = crate::inspect::query(plan, &sql).await?;
+    Ok(batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}

@@ -16,6 +16,8 @@ pub mod audit;
 mod limits;
 pub mod lineage;
 mod store;
+pub mod tail;
+pub mod tail_socket;
 pub mod taps;
 pub mod vector_search;
 

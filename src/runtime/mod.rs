@@ -86,9 +86,12 @@ pub fn metrics_for(plan: &Plan) -> PipelineMetrics {
             .filter(|s| s.audit.is_some())
             .map(|s| (format!("audit:{}", s.name), Default::default())),
     );
+    let points = plan.stages.iter().map(|s| s.name.as_str());
+    let tails = crate::telemetry::tail::Tails::new(points.chain(plan.sinks.iter().map(|s| s.name.as_str())));
     PipelineMetrics {
         stages,
         sinks,
+        tails,
         ..Default::default()
     }
 }
@@ -112,6 +115,7 @@ pub async fn run(plan: &Plan, options: RunOptions) -> Result<RunSummary> {
     let metrics = options.metrics.clone();
     // Held until the run returns: no other process writes this state meanwhile.
     let _lock = StateLock::acquire(&plan.state_dir)?;
+    let _tail = crate::inspect::tail_socket::listen(plan, &metrics);
     let participants = open::open(plan, &metrics).await?;
     let running = wire::wire(plan, participants, options);
     supervise(running.tasks).await?;

@@ -133,6 +133,9 @@ impl SourceTask {
                             let bytes = batch.get_array_memory_size() as u64;
                             self.metrics.source_bytes.add(bytes);
                             epoch_bytes += bytes;
+                            if let Some(point) = self.metrics.tails.point(crate::telemetry::tail::SOURCE) {
+                                point.offer(&batch);
+                            }
                             broadcast(&self.outputs, Message::Batch(batch)).await?;
                             dirty = true;
                             if epoch_bytes >= self.max_bytes {
@@ -235,6 +238,9 @@ impl StageTask {
             .bytes_out
             .add(out.batch.get_array_memory_size() as u64);
         if out.batch.num_rows() > 0 {
+            if let Some(point) = self.metrics.tails.point(&self.name) {
+                point.offer(&out.batch);
+            }
             broadcast(&self.outputs[..self.data_outputs], Message::Batch(out.batch)).await?;
         }
         if let Some(rows) = out.audit.filter(|_| self.outputs.len() > self.data_outputs) {
@@ -400,6 +406,8 @@ pub struct SinkTask {
     pub checkpointed: watch::Receiver<Epoch>,
     /// A sink's link to the dead-letter store (taps have none).
     pub dlq: Option<SinkLetters>,
+    /// Where live views watch what this sink receives (taps have none).
+    pub tail: Option<Arc<crate::telemetry::tail::TailPoint>>,
 }
 
 impl SinkTask {
@@ -411,6 +419,9 @@ impl SinkTask {
             match msg {
                 Message::Batch(batch) => {
                     let rows = batch.num_rows() as u64;
+                    if let Some(point) = self.tail.as_ref() {
+                        point.offer(&batch);
+                    }
                     self.sink
                         .write(epoch, batch)
                         .await

@@ -143,7 +143,8 @@ fn spawn_sinks(
             tx: w.dlq.clone(),
             producer: w.plan.stages.len() + 1 + id,
         };
-        let task = sink_task(w, name, id, sink, rx, Some(dlq));
+        let mut task = sink_task(w, name, id, sink, rx, Some(dlq));
+        task.tail = w.metrics.tails.point(&task.name).cloned();
         w.tasks.spawn(task.run());
     }
     let mut id = sink_senders.len();
@@ -183,6 +184,7 @@ fn sink_task(
         metrics: w.metrics.clone(),
         checkpointed: w.checkpointed.clone(),
         dlq,
+        tail: None,
     }
 }
 

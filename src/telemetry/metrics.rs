@@ -43,6 +43,8 @@ pub struct PipelineMetrics {
     pub checkpoint_duration_us: Counter,
     /// Messages behind the end of the source's partitions (Kafka), when known.
     pub source_lag: Gauge,
+    /// Where live views watch the batches pass.
+    pub tails: super::tail::Tails,
 }
 
 /// A value that may be unknown.

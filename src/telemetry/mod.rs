@@ -2,6 +2,7 @@
 
 pub mod metrics;
 pub mod secrets;
+pub mod tail;
 
 pub use metrics::{ChannelStats, PipelineMetrics};
 

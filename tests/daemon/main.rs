@@ -7,6 +7,10 @@
 mod util;
 
 mod api;
+mod console;
 mod harness;
 mod metrics;
 mod reload;
+mod tail;
+mod top;
+mod webdriver;

@@ -159,3 +159,103 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let read = s.read_to_end(&mut buf);
     assert!(read.is_ok(), "the connection was held open: {read:?}");
 }
+
+/// The console's routes answer hostile parameters and bodies with a 4xx and
+/// the reason, never a 5xx or a panic, and a forged replay is refused.
+#[test]
+fn the_console_routes_refuse_hostile_input() {
+    let ws = Workspace::new();
+    ws.write("data/a.txt", "alpha");
+    ws.write(
+        "pipelines/docs.yaml",
+        "name: docs\nsource: {type: files, path: ../data, watch: true, poll_interval: 100ms}\n\
+         stages:\n  - {name: parse, type: parse}\nsinks:\n  - {name: out, type: parquet, path: ../out}\n",
+    );
+    let d = harness::start(ws.dir.path(), &[], &[]);
+    d.wait("docs", 30, "running", |p| p["state"] == "running");
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let host = ("Host", "127.0.0.1");
+    let json = ("Content-Type", "application/json");
+    let get = |path: &str| status(&addr, &request("GET", path, &[host], ""));
+    let long = "x".repeat(5_000);
+    for (path, want) in [
+        ("/v1/pipelines/docs/tail/nope".to_string(), 404),
+        ("/v1/pipelines/nope/tail/parse".to_string(), 404),
+        ("/v1/pipelines/docs/tail/parse?where=text%20%3D".to_string(), 400),
+        (
+            "/v1/pipelines/docs/tail/parse?where=(SELECT%201)".to_string(),
+            400,
+        ),
+        (
+            "/v1/pipelines/docs/tail/parse?where=doc_id%20%2B%201".to_string(),
+            400,
+        ),
+        (format!("/v1/pipelines/docs/tail/parse?where={long}"), 400),
+        ("/v1/pipelines/docs/tail/parse?limit=-1".to_string(), 400),
+        (
+            "/v1/pipelines/docs/tail/parse?width=99999999999999999999".to_string(),
+            400,
+        ),
+        ("/v1/pipelines/%00%ff/history".to_string(), 400),
+        ("/v1/pipelines/nope/tables".to_string(), 404),
+        ("/v1/pipelines/nope/eval".to_string(), 404),
+        (
+            format!("/v1/pipelines/docs/tail/parse?where={}", "x".repeat(100_000)),
+            414,
+        ),
+    ] {
+        let code = get(&path);
+        assert_eq!(code, want, "GET {}", &path[..path.len().min(80)]);
+    }
+    let replay = "/v1/pipelines/docs/dead_letters/replay";
+    let post = |headers: &[(&str, &str)], body: &str| {
+        let mut all = vec![host];
+        all.extend_from_slice(headers);
+        status(&addr, &request("POST", replay, &all, body))
+    };
+    for body in [
+        "",
+        "{}",
+        "[]",
+        r#"{"ids": []}"#,
+        r#"{"all": true, "ids": ["a"]}"#,
+        r#"{"all": false}"#,
+        r#"{"ids": "a"}"#,
+        r#"{"ids": ["a"], "extra": 1}"#,
+    ] {
+        assert_eq!(post(&[json], body), 400, "{body}");
+    }
+    let many = format!(r#"{{"ids": [{}]}}"#, vec!["\"a\""; 10_001].join(","));
+    assert_eq!(post(&[json], &many), 400);
+    // A quote in an id is a value, not SQL: nothing matches.
+    assert_eq!(post(&[json], r#"{"ids": ["x' OR '1'='1"]}"#), 404);
+    assert_eq!(post(&[json], r#"{"all": true}"#), 404, "no letters to replay");
+    assert_eq!(post(&[("Content-Type", "text/plain")], r#"{"all": true}"#), 415);
+    assert_eq!(
+        post(&[json, ("Origin", "http://attacker.example")], r#"{"all": true}"#),
+        403
+    );
+    assert_eq!(get("/v1/pipelines/docs/history"), 200);
+    assert_eq!(get("/v1/pipelines/docs/tables"), 200);
+    assert_eq!(get("/v1/pipelines/docs/eval"), 200);
+    // The console's assets are open and allow their own origin only.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(request("GET", "/", &[host], "").as_bytes()).unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let policy = page
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-security-policy:"))
+        .unwrap_or_else(|| panic!("no policy in {page}"));
+    assert!(
+        policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"),
+        "{policy}"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page names another origin"
+    );
+    assert_eq!(d.pipeline("docs")["state"], "running", "{}", d.log());
+    assert!(!d.log().contains("panicked"));
+}

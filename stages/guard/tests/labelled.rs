@@ -10,9 +10,11 @@ use serde_json::Value;
 use sluice_guard::GuardConfig;
 
 fn rows(name: &str) -> Vec<Value> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures")
+    .join(name);
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
