@@ -12,6 +12,9 @@ use sluice_connector_sdk::{SinkConfig, SinkContext, SinkRole, SourceConfig, Sour
 
 use crate::stages::StageConfig;
 
+/// A backfill's state folder inside its pipeline's (its checkpoint, its tail socket).
+pub const BACKFILL_DIR: &str = "backfill";
+
 /// Bounds of every channel between two tasks. A batch larger than a bound still
 /// passes, alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +168,7 @@ impl Plan {
         self.source.config = self.source.config.backfill(options).map_err(|e| {
             crate::Error::connector(format!("backfill of the `{}` source", self.source.kind), e)
         })?;
-        self.state_dir = self.state_dir.join("backfill");
+        self.state_dir = self.state_dir.join(BACKFILL_DIR);
         self.backfill = true;
         Ok(self)
     }

@@ -33,6 +33,10 @@ pub struct Args {
     pub width: usize,
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+    /// Follow the pipeline's running backfill (`sluice backfill`) rather than
+    /// its stream.
+    #[arg(long, conflicts_with = "daemon")]
+    pub backfill: bool,
     /// Follow through this daemon (e.g. http://127.0.0.1:8080).
     #[arg(long, env = "SLUICE_DAEMON")]
     pub daemon: Option<String>,
@@ -58,9 +62,13 @@ pub async fn tail(args: Args, state: Option<&Path>) -> anyhow::Result<u8> {
         }
         None => {
             let plan = super::load(Path::new(&args.pipeline), state)?;
-            let socket = tail_socket::path(&plan.state_dir);
+            let state_dir = match args.backfill {
+                true => plan.state_dir.join(crate::plan::BACKFILL_DIR),
+                false => plan.state_dir.clone(),
+            };
+            let socket = tail_socket::path(&state_dir);
             let mut outcome = Outcome::Ended;
-            tail_socket::ask(&plan.state_dir, &ask, |a| printer.show(a, &mut outcome))
+            tail_socket::ask(&state_dir, &ask, |a| printer.show(a, &mut outcome))
                 .await
                 .map_err(|e| not_running(e, &socket))?;
             outcome

@@ -112,6 +112,26 @@ fn tails_follow_any_point_through_the_daemon_and_the_socket_and_end_with_their_c
         );
     }
 
+    // No backfill runs: `--backfill` looks for its socket, in the backfill's
+    // state folder, and says so.
+    let out = sluice(
+        dir,
+        &[
+            "--state",
+            "state",
+            "tail",
+            "--pipeline",
+            "pipelines/docs.yaml",
+            "--backfill",
+            "parse",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the pipeline is not running") && stderr.contains("state/docs/backfill/tail.sock"),
+        "{stderr}"
+    );
     refusals_say_why(dir, &d.url);
     an_sse_client_that_leaves_is_forgotten(&d);
 }
