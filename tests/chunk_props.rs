@@ -134,3 +134,85 @@ fn token_counts_equal_tiktoken_rs_on_the_sample_corpus() {
     }
     assert!(texts.len() > 30);
 }
+
+/// A deterministic document shaped like reStructuredText prose: lines of 6 to
+/// 14 words, paragraphs of 1 to 8 lines, a heading now and then.
+fn prose(seed: u64, paragraphs: usize) -> String {
+    let mut x = seed;
+    let mut next = |n: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    const WORDS: [&str; 16] = [
+        "the", "sink", "commits", "an", "epoch", "when", "every", "barrier", "has", "passed", "through",
+        "its", "stage", "and", "rows", "wait",
+    ];
+    let mut out = String::new();
+    for p in 0..paragraphs {
+        if p % 9 == 0 {
+            out.push_str(&format!("Section {p}\n==========\n\n"));
+        }
+        for _ in 0..1 + next(8) {
+            let words: Vec<&str> = (0..6 + next(9)).map(|_| WORDS[next(16) as usize]).collect();
+            out.push_str(&words.join(" "));
+            out.push_str(if next(3) == 0 { ".\n" } else { "\n" });
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One small edit in the middle of a long document makes few chunks new (each
+/// must be embedded again): the cuts after it fall back into step. Measured on
+/// real documents against LangChain in benches/churn.py.
+#[test]
+fn a_small_edit_makes_few_new_chunks() {
+    let splitter = Splitter {
+        encoding: Encoding::Cl100kBase,
+        max_tokens: 256,
+        overlap_tokens: 32,
+        strategy: Boundaries::Text,
+    };
+    let chunks = |text: &str| -> Vec<String> {
+        splitter
+            .split(text)
+            .iter()
+            .map(|s| text[s.byte_start..s.byte_end].to_string())
+            .collect()
+    };
+    let (mut total, mut edits, mut worst) = (0, 0, 0);
+    for seed in 0..12u64 {
+        let text = prose(seed, 160);
+        let old = chunks(&text);
+        assert!(old.len() >= 20, "{} chunks", old.len());
+        let lines: Vec<&str> = text.split('\n').collect();
+        for k in 0..6 {
+            let at = lines.len() / 3 + k * lines.len() / 18;
+            if lines[at].split(' ').count() < 4 {
+                continue;
+            }
+            let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            match k % 3 {
+                0 => edited[at] = edited[at].replacen("the", "a", 1),
+                1 => edited[at].push_str(" and one inserted clause that says a little more"),
+                _ => {
+                    edited.remove(at);
+                }
+            }
+            let new = chunks(&edited.join("\n"));
+            let seen: std::collections::HashSet<&String> = old.iter().collect();
+            let fresh = new.iter().filter(|c| !seen.contains(c)).count();
+            total += fresh;
+            edits += 1;
+            worst = worst.max(fresh);
+        }
+    }
+    let mean = total as f64 / edits as f64;
+    assert!(edits >= 50, "{edits} edits");
+    assert!(
+        mean <= 2.0 && worst <= 10,
+        "{mean:.2} new chunks per edit on average, {worst} at most"
+    );
+}
