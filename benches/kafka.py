@@ -70,6 +70,8 @@ sinks:
           f"{took:.2f} s with start-up and group join)  [{line}]")
     print(f"ratio sluice / consume loop: {rate / loop_rate:.2f}")
 
+    if args.objects == 0:
+        return
     bucket = f"bench-{tag}".replace("_", "-")
     ops = {"create_bucket": True, "generate": {"prefix": "docs/", "count": args.objects, "size": 2000}}
     subprocess.run(["python3", S3, s3, bucket], input=json.dumps(ops), text=True, check=True,

@@ -130,6 +130,9 @@ pub(super) fn recv(
 
 /// The message's headers and Kafka coordinates (plus `extra`), as a JSON object.
 pub(super) fn metadata(m: &Received, mut extra: serde_json::Map<String, serde_json::Value>) -> String {
+    if extra.is_empty() && m.headers.is_empty() {
+        return coordinates(m);
+    }
     for (k, v) in &m.headers {
         extra.insert(k.clone(), v.clone().into());
     }
@@ -139,11 +142,28 @@ pub(super) fn metadata(m: &Received, mut extra: serde_json::Map<String, serde_js
     serde_json::Value::Object(extra).to_string()
 }
 
+/// [`metadata`] of a message with no headers, written without building a
+/// JSON tree (the common case, once per message).
+fn coordinates(m: &Received) -> String {
+    use std::fmt::Write;
+    let topic = serde_json::Value::from(m.topic.as_str()).to_string();
+    let mut out = String::with_capacity(topic.len() + 64);
+    let _ = write!(
+        out,
+        "{{\"kafka_topic\":{topic},\"kafka_partition\":{},\"kafka_offset\":{}}}",
+        m.partition, m.offset
+    );
+    out
+}
+
 impl KafkaSource {
-    pub(super) fn documents(&self) -> (Vec<DocumentRow>, Vec<DeadLetter>) {
+    /// The inbox as document rows (each value moved out, not copied) and the
+    /// letters of the messages that are not documents.
+    pub(super) fn documents(&mut self) -> (Vec<DocumentRow>, Vec<DeadLetter>) {
         let mut rows = Vec::with_capacity(self.inbox.len());
         let mut letters = Vec::new();
-        for m in &self.inbox {
+        let max = self.config.max_message_size.0;
+        for m in &mut self.inbox {
             if let Some(defect) = &m.defect {
                 letters.push(m.letter(m.fallback_id(), defect.clone()));
                 continue;
@@ -162,11 +182,11 @@ impl KafkaSource {
                     continue;
                 }
             };
-            let Some(value) = &m.value else {
+            let Some(value) = m.value.take() else {
                 rows.push(DocumentRow::delete(doc_id, m.version()));
                 continue;
             };
-            if value.len() as u64 > self.config.max_message_size.0 {
+            if value.len() as u64 > max {
                 let error = format!("value is {} bytes, over max_message_size", value.len());
                 letters.push(m.letter(doc_id, error));
                 continue;
@@ -185,7 +205,7 @@ impl KafkaSource {
                 metadata: Some(metadata(m, serde_json::Map::new())),
                 modified_at: m.timestamp_us,
                 version: m.version(),
-                content: Some(value.clone()),
+                content: Some(value),
                 doc_id,
             });
         }

@@ -285,4 +285,29 @@ mod tests {
         );
         assert!(!source.already_emitted(&message(10)), "a new message is read");
     }
+
+    /// The metadata written without a JSON tree (no headers) says what the
+    /// tree says; with headers, the tree is used and holds them.
+    #[test]
+    fn metadata_is_the_same_json_either_way() {
+        let m = message(42);
+        let fast: serde_json::Value =
+            serde_json::from_str(&decode::metadata(&m, Default::default())).unwrap();
+        assert_eq!(
+            fast,
+            serde_json::json!({"kafka_topic": "t", "kafka_partition": 0, "kafka_offset": 42})
+        );
+        let mut with = message(7);
+        with.topic = "a\"b".into();
+        with.headers.push(("h".into(), "v\"w".into()));
+        let tree: serde_json::Value =
+            serde_json::from_str(&decode::metadata(&with, Default::default())).unwrap();
+        assert_eq!(tree["h"], "v\"w");
+        assert_eq!(tree["kafka_topic"], "a\"b");
+        with.headers.clear();
+        let fast: serde_json::Value =
+            serde_json::from_str(&decode::metadata(&with, Default::default())).unwrap();
+        assert_eq!(fast["kafka_topic"], "a\"b");
+        assert_eq!(fast["kafka_offset"], 7);
+    }
 }

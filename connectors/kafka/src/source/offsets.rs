@@ -109,17 +109,50 @@ fn caught_up(
         .map(|e| (e.topic().to_string(), e.partition()))
         .collect();
     let committed = c.committed_offsets(assignment, REQUEST_TIMEOUT)?.to_topic_map();
-    for tp in parts {
-        let (low, high) = c.fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)?;
-        let read = emitted.get(&tp).copied().or(match committed.get(&tp) {
+    let read = |tp: &TopicPartition| {
+        emitted.get(tp).copied().or(match committed.get(tp) {
             Some(Offset::Offset(o)) => Some(*o),
             _ => None,
-        });
-        if read.unwrap_or(low) < high {
+        })
+    };
+    // The watermarks the fetcher last saw first: asking the broker waits
+    // behind the consumer's own long poll (up to fetch.wait.max.ms, per
+    // partition), which made every end check cost seconds.
+    let mut unknown = Vec::new();
+    for tp in parts {
+        match cached_watermarks(c, &tp) {
+            Some((low, high)) if read(&tp).unwrap_or(low) < high => return Ok(false),
+            Some(_) => {}
+            None => unknown.push(tp),
+        }
+    }
+    for tp in unknown {
+        let (low, high) = c.fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)?;
+        if read(&tp).unwrap_or(low) < high {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// The low and high watermarks of a partition as of the fetcher's last
+/// response, without asking the broker; None while unknown.
+fn cached_watermarks(c: &StreamConsumer<Rebalances>, tp: &TopicPartition) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(tp.0.as_str()).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer lives as long as `c`; the topic is a
+    // NUL-terminated copy; librdkafka writes the two offsets it is given.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            c.client().native_ptr(),
+            topic.as_ptr(),
+            tp.1,
+            &mut low,
+            &mut high,
+        )
+    };
+    let ok = err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+    (ok && low >= 0 && high >= 0).then_some((low, high))
 }
 
 impl KafkaSource {
