@@ -557,7 +557,10 @@ fn the_daemon_writes_the_shadow_once_a_migration_starts_and_its_api_searches_thr
     let answers = std::thread::scope(|scope| {
         let looped = scope.spawn(|| {
             let mut out = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            // Bounded, so a failure below (which never sets `stop`) still ends
+            // the scope instead of hanging the test.
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 out.push(ask());
             }
             out
