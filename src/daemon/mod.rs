@@ -305,8 +305,9 @@ impl Daemon {
             .insert(file.to_path_buf(), FileEntry { hash, name });
     }
 
-    /// The rate a stage asks for (`OwnMetrics::rate`, embeddings for the
-    /// embed stage) of each pipeline, over windows of at least 5 s.
+    /// Each pipeline's throughput history (for the console), and the rate a
+    /// stage asks for (`OwnMetrics::rate`, embeddings for the embed stage)
+    /// over windows of at least 5 s.
     fn sample_rates(&self) {
         let now = Instant::now();
         let pipelines = self.pipelines();

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::plan::Plan;
-use crate::telemetry::tail::{TailPoint, SOURCE};
+use crate::telemetry::tail::TailPoint;
 use crate::{Error, Result};
 
 /// The longest predicate accepted.
@@ -77,40 +77,62 @@ impl TailEvent {
     }
 }
 
-/// The points of `plan` that can be followed, in data-path order.
-pub fn points(plan: &Plan) -> Vec<String> {
-    let stages = plan.stages.iter().map(|s| s.name.as_str());
-    let sinks = plan.sinks.iter().map(|s| s.name.as_str());
-    crate::telemetry::tail::Tails::new(stages.chain(sinks))
-        .names()
-        .map(str::to_string)
-        .collect()
+/// The points of a plan that can be followed, in data-path order, each with
+/// the schema of the rows passing it: the source's output, a stage's output,
+/// or what a sink receives (the last stage's output, before the sink's own
+/// query). Built once per run for its tail socket, where the plan is not kept.
+#[derive(Debug, Clone)]
+pub struct PointSchemas {
+    pipeline: String,
+    points: Vec<(String, SchemaRef)>,
 }
 
-/// The schema of the rows passing `point`: the source's output, a stage's
-/// output, or what a sink receives (the last stage's output, before the
-/// sink's own query).
-pub fn schema_of(plan: &Plan, point: &str) -> Result<SchemaRef> {
-    let last = || {
-        plan.stages
+impl PointSchemas {
+    pub fn of(plan: &Plan) -> Self {
+        let last = plan
+            .stages
             .last()
             .map(|s| s.output.clone())
-            .unwrap_or_else(|| plan.source.schema.clone())
-    };
-    if let Some(stage) = plan.stages.iter().find(|s| s.name == point) {
-        return Ok(stage.output.clone());
+            .unwrap_or_else(|| plan.source.schema.clone());
+        let stages = plan.stages.iter().map(|s| s.name.as_str());
+        let sinks = plan.sinks.iter().map(|s| s.name.as_str());
+        let points = crate::telemetry::tail::Tails::new(stages.chain(sinks))
+            .names()
+            .map(|point| {
+                let schema = match plan.stages.iter().find(|s| s.name == point) {
+                    Some(stage) => stage.output.clone(),
+                    None if plan.sinks.iter().any(|s| s.name == point) => last.clone(),
+                    None => plan.source.schema.clone(),
+                };
+                (point.to_string(), schema)
+            })
+            .collect();
+        PointSchemas {
+            pipeline: plan.name.clone(),
+            points,
+        }
     }
-    if plan.sinks.iter().any(|s| s.name == point) {
-        return Ok(last());
+
+    /// The schema at `point`, or why there is no such point.
+    pub fn get(&self, point: &str) -> Result<SchemaRef> {
+        match self.points.iter().find(|(n, _)| n == point) {
+            Some((_, schema)) => Ok(schema.clone()),
+            None => Err(Error::Sql(format!(
+                "pipeline `{}` has no stage or sink named `{point}`; it has: {}",
+                self.pipeline,
+                self.points
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
-    if point == SOURCE {
-        return Ok(plan.source.schema.clone());
-    }
-    Err(Error::Sql(format!(
-        "pipeline `{}` has no stage or sink named `{point}`; it has: {}",
-        plan.name,
-        points(plan).join(", ")
-    )))
+}
+
+/// The schema of the rows passing `point` of `plan` ([`PointSchemas`]).
+pub fn schema_of(plan: &Plan, point: &str) -> Result<SchemaRef> {
+    PointSchemas::of(plan).get(point)
 }
 
 /// Turns the batches of one point into rows to show.

@@ -15,9 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use arrow::datatypes::SchemaRef;
-
-use super::tail::{follow, schema_of, Follower, TailEvent, TailOptions, DEFAULT_WIDTH};
+use super::tail::{follow, Follower, PointSchemas, TailEvent, TailOptions, DEFAULT_WIDTH};
 use crate::plan::Plan;
 use crate::telemetry::PipelineMetrics;
 
@@ -109,23 +107,11 @@ pub fn listen(plan: &Plan, metrics: &Arc<PipelineMetrics>) -> Option<Listening> 
             return None;
         }
     };
-    let schemas: Arc<Schemas> = Arc::new(
-        super::tail::points(plan)
-            .into_iter()
-            .map(|p| {
-                let schema = schema_of(plan, &p);
-                (p, schema.map_err(|e| e.to_string()))
-            })
-            .collect(),
-    );
-    let (name, metrics) = (plan.name.clone(), metrics.clone());
+    let schemas = Arc::new(PointSchemas::of(plan));
+    let metrics = metrics.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let known = Known {
-                pipeline: name.clone(),
-                schemas: schemas.clone(),
-            };
-            tokio::spawn(serve(stream, known, metrics.clone()));
+            tokio::spawn(serve(stream, schemas.clone(), metrics.clone()));
         }
     });
     Some(Listening { task, path })
@@ -138,36 +124,10 @@ fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-type Schemas = Vec<(String, Result<SchemaRef, String>)>;
-
-/// What a connection needs to know of the plan.
-struct Known {
-    pipeline: String,
-    schemas: Arc<Schemas>,
-}
-
-impl Known {
-    fn schema(&self, point: &str) -> crate::Result<SchemaRef> {
-        match self.schemas.iter().find(|(n, _)| n == point) {
-            Some((_, Ok(s))) => Ok(s.clone()),
-            Some((_, Err(e))) => Err(crate::Error::Internal(e.clone())),
-            None => Err(crate::Error::Sql(format!(
-                "pipeline `{}` has no stage or sink named `{point}`; it has: {}",
-                self.pipeline,
-                self.schemas
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
-    }
-}
-
 /// The longest ask line read.
 const MAX_ASK: u64 = 16 * 1024;
 
-async fn serve(stream: UnixStream, known: Known, metrics: Arc<PipelineMetrics>) {
+async fn serve(stream: UnixStream, schemas: Arc<PointSchemas>, metrics: Arc<PipelineMetrics>) {
     use tokio::io::AsyncReadExt;
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -179,8 +139,8 @@ async fn serve(stream: UnixStream, known: Known, metrics: Arc<PipelineMetrics>) 
         Ok(a) => a,
         Err(e) => return refuse(&mut write, format!("cannot read the request: {e}")).await,
     };
-    let follower = match known
-        .schema(&ask.point)
+    let follower = match schemas
+        .get(&ask.point)
         .and_then(|s| Follower::new(&s, &ask.options()))
     {
         Ok(f) => f,
