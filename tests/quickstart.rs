@@ -126,3 +126,56 @@ fn script_line(prefix: &str) -> String {
         .unwrap_or_else(|| panic!("no line starting {prefix}"))
         .to_string()
 }
+
+/// Each package's features as `cargo tree` resolves them, with or without the
+/// dev-dependencies.
+fn resolved_features(with_dev: bool) -> std::collections::BTreeMap<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(util::repo_root())
+        .args(["tree", "--workspace", "--offline", "--prefix", "none"])
+        .args(["--format", "{p}|{f}"]);
+    if !with_dev {
+        cmd.args(["--edges", "no-dev"]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut features = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let line = line.trim_end_matches(" (*)");
+        if let Some((package, list)) = line.split_once('|') {
+            let set = features.entry(package.to_string()).or_default();
+            set.extend(list.split(',').filter(|f| !f.is_empty()).map(str::to_string));
+        }
+    }
+    features
+        .into_iter()
+        .map(|(p, f)| (p, f.into_iter().collect::<Vec<_>>().join(",")))
+        .collect()
+}
+
+/// The quickstart builds only the binary (`cargo build --bin sluice`); the test
+/// command builds the tests on top of it. That reuses the quickstart's build
+/// only if no dev-dependency changes a feature of a crate the binary uses (one
+/// did: tiktoken-rs turned on bstr's defaults, and the SDK had a tests-only
+/// feature; either recompiled the engine and every connector).
+#[test]
+fn no_dev_dependency_changes_a_feature_the_binary_is_built_with() {
+    let binary = resolved_features(false);
+    let tests = resolved_features(true);
+    let changed: Vec<String> = binary
+        .iter()
+        .filter(|(package, features)| tests.get(*package) != Some(features))
+        .map(|(package, features)| {
+            format!(
+                "{package}: [{features}] for the binary, [{}] for the tests",
+                tests[package]
+            )
+        })
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the test build would recompile these:\n{}",
+        changed.join("\n")
+    );
+}

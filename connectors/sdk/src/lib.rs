@@ -33,8 +33,10 @@
 //! - [`stage`]: the stage traits ([`stage::StageConfig`], [`stage::Transform`],
 //!   [`stage::BufferedTransform`]), so a stage can live in its own crate;
 //!   [`metrics`]: a stage's counters and the series it adds of its own.
-//! - `testkit` (cargo feature `testkit`, for connectors' tests): checks every
-//!   sink must pass (replay is idempotent, rollback works).
+//! - [`testkit`] (for connectors' tests): checks every sink must pass (replay
+//!   is idempotent, rollback works). Always compiled, not behind a feature: a
+//!   feature that only tests turn on would make the test build recompile the
+//!   SDK and every crate above it after the quickstart's build of the binary.
 
 pub mod backfill;
 pub mod config;
@@ -54,7 +56,6 @@ pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod stage;
-#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod units;
 pub mod vectors;
