@@ -15,6 +15,8 @@
 //! `SLUICE_EMBED_ROWS` (default 1024) is how many chunks are sampled;
 //! `SLUICE_EMBED_CHUNK_TOKENS` (default 128) is the chunk size in cl100k tokens;
 //! `SLUICE_EMBED_PROVIDER=cuda` runs on the GPU (build with `--features cuda`).
+//! `SLUICE_BENCH_MODEL` names the model folder under `models/` (default
+//! `all-minilm-l6-v2`, the int8 model; `all-minilm-l6-v2-fp32` is the fp32 one).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,8 +93,15 @@ fn chunks(rows: usize) -> Vec<String> {
     all.into_iter().step_by(step).take(rows).collect()
 }
 
+/// The model folder under `models/`: `SLUICE_BENCH_MODEL`, by default the int8
+/// all-MiniLM-L6-v2 (`all-minilm-l6-v2-fp32` is the tests' fp32 graph).
+fn model_dir() -> std::path::PathBuf {
+    let name = std::env::var("SLUICE_BENCH_MODEL").unwrap_or_else(|_| "all-minilm-l6-v2".into());
+    root().join("models").join(name)
+}
+
 fn config(provider: Provider) -> EmbedConfig {
-    let mut c = EmbedConfig::new(root().join("models/all-minilm-l6-v2"));
+    let mut c = EmbedConfig::new(model_dir());
     c.max_tokens = MAX_TOKENS;
     c.batch_size = BATCH;
     c.cache = false;
@@ -202,9 +211,7 @@ fn main() {
     let mut builder = Session::builder(model.environment()).unwrap();
     builder = builder.with_intra_threads(threads).unwrap();
     builder = model.with_providers(builder).unwrap();
-    let mut session = builder
-        .commit_from_file(root().join("models/all-minilm-l6-v2/model.onnx"))
-        .unwrap();
+    let mut session = builder.commit_from_file(model_dir().join("model.onnx")).unwrap();
 
     // Warm up both paths once on a small slice.
     stage(&texts[..texts.len().min(64)], provider);
