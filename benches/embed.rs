@@ -95,7 +95,7 @@ fn chunks(rows: usize) -> Vec<String> {
 
 /// The model folder under `models/`: `SLUICE_BENCH_MODEL`, by default the int8
 /// all-MiniLM-L6-v2 (`all-minilm-l6-v2-fp32` is the tests' fp32 graph).
-fn model_dir() -> std::path::PathBuf {
+fn model_dir() -> PathBuf {
     let name = std::env::var("SLUICE_BENCH_MODEL").unwrap_or_else(|_| "all-minilm-l6-v2".into());
     root().join("models").join(name)
 }

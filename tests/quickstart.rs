@@ -154,11 +154,11 @@ fn resolved_features(with_dev: bool) -> std::collections::BTreeMap<String, Strin
         .collect()
 }
 
-/// The quickstart builds only the binary (`cargo build --bin sluice`); the test
-/// command builds the tests on top of it. That reuses the quickstart's build
-/// only if no dev-dependency changes a feature of a crate the binary uses (one
-/// did: tiktoken-rs turned on bstr's defaults, and the SDK had a tests-only
-/// feature; either recompiled the engine and every connector).
+/// The quickstart builds only the binary (`cargo build --workspace --bins`);
+/// the test command builds the tests on top of it. That reuses the
+/// quickstart's build only if no dev-dependency changes a feature of a crate
+/// the binary uses (two did: tiktoken-rs turned on bstr's defaults, and the SDK
+/// had a tests-only feature; either recompiled the engine and every connector).
 #[test]
 fn no_dev_dependency_changes_a_feature_the_binary_is_built_with() {
     let binary = resolved_features(false);
@@ -169,7 +169,7 @@ fn no_dev_dependency_changes_a_feature_the_binary_is_built_with() {
         .map(|(package, features)| {
             format!(
                 "{package}: [{features}] for the binary, [{}] for the tests",
-                tests[package]
+                tests.get(package).map_or("not built", String::as_str)
             )
         })
         .collect();
