@@ -171,7 +171,9 @@ impl Console {
                 .into_iter()
                 .find(|r| b.text(r).contains("big.txt"))
         });
-        b.click(&b.find("tr.letter .dl-show", 5));
+        // Open this letter's row, not the first one listed.
+        let id = b.attr(&letter, "data-id").unwrap();
+        b.click(&b.find(&format!("tr.letter[data-id='{id}'] .dl-show"), 5));
         let whole = b.text(&b.find("tr.letter-detail:not([hidden])", 5));
         assert!(
             whole.contains("big.txt") && whole.contains("max_file_size"),

@@ -24,6 +24,8 @@ use crate::location::{check_cloud, cloud_scheme, resolve_with, StoreOptions};
 ///   max_file_size: 20MB     # larger files go to the dead-letter store
 ///   watch: false            # true: list again every poll_interval, forever
 ///   poll_interval: 2s
+///   min_file_age: 1s        # watch, local folders: a file modified less than this
+///                           # long ago is still being written; a later poll reads it
 ///   batch_size: 16          # documents per batch
 ///   read_concurrency: 8     # objects read at once
 ///   follow_external_links: false  # local folders: read symbolic links that
@@ -47,6 +49,13 @@ pub struct FilesSourceConfig {
     pub watch: bool,
     #[serde(default = "default_poll_interval")]
     pub poll_interval: HumanDuration,
+    /// Watching a local folder: how long a file must have been left unmodified
+    /// before it is read. A writer that creates a file and then fills it would
+    /// otherwise be read half-written (an empty or cut document, a dead letter).
+    /// A one-shot run reads everything, whatever its age; a cloud store's object
+    /// appears whole, so its age is not looked at.
+    #[serde(default = "default_min_file_age")]
+    pub min_file_age: HumanDuration,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     #[serde(default = "default_read_concurrency")]
@@ -68,6 +77,9 @@ fn default_max_file_size() -> ByteSize {
 }
 fn default_poll_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(2))
+}
+fn default_min_file_age() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
 }
 fn default_batch_size() -> usize {
     16

@@ -88,6 +88,17 @@ impl FilesSource {
         full.strip_prefix(prefix).unwrap_or(full).trim_start_matches('/')
     }
 
+    /// Watching a local folder, a file modified less than `min_file_age` ago may
+    /// still be being written. A modified time in the future counts as settled:
+    /// a wrong clock must not hide a file for good.
+    fn still_written(&self, meta: &ObjectMeta, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let age = now.signed_duration_since(meta.last_modified);
+        self.config.watch
+            && !self.location.remote
+            && age >= chrono::TimeDelta::zero()
+            && age.to_std().is_ok_and(|a| a < self.config.min_file_age.0)
+    }
+
     /// Included, not excluded, and in a backfill's prefix and time window.
     fn selected(&self, meta: &ObjectMeta) -> bool {
         self.selected_rel(self.relative(meta))
@@ -159,9 +170,19 @@ impl FilesSource {
     /// queue changes only after the listing completed.
     async fn list_and_enqueue(&mut self) -> Result<()> {
         let (metas, refused) = self.selected_objects().await?;
+        let now = chrono::Utc::now();
         let listing = metas
             .into_iter()
-            .map(|m| (self.doc_id(&m), self.version(&m), Pending::Upsert(m)))
+            .filter_map(|m| {
+                let doc_id = self.doc_id(&m);
+                if !self.still_written(&m, now) {
+                    return Some((doc_id, self.version(&m), Pending::Upsert(m)));
+                }
+                // Too fresh to read: a known file keeps its last version (not
+                // changed, not deleted), a new one waits for a later poll.
+                let last = self.manifest.versions.get(&doc_id)?.clone();
+                Some((doc_id, last, Pending::Upsert(m)))
+            })
             .chain(refused.into_iter().map(|r| {
                 let doc_id = format!("{}{}", self.location.url, r.rel);
                 let pending = Pending::Refuse {
@@ -407,5 +428,78 @@ mod tests {
             letters[0].error.contains("grew over max_file_size"),
             "{letters:?}"
         );
+    }
+
+    fn set_age(path: &std::path::Path, age: std::time::Duration) {
+        let at = std::time::SystemTime::now() - age;
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+
+    fn pending(source: &FilesSource) -> Vec<String> {
+        let name = |m: &ObjectMeta| m.location.filename().unwrap_or("").to_string();
+        (source.pending.iter())
+            .map(|p| match p {
+                Pending::Upsert(m) => format!("upsert {}", name(m)),
+                Pending::Delete { doc_id, .. } => format!("delete {doc_id}"),
+                Pending::Refuse { doc_id, .. } => format!("refuse {doc_id}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_watched_file_is_read_only_once_it_stopped_changing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, fresh) = (dir.path().join("old.txt"), dir.path().join("fresh.txt"));
+        std::fs::write(&old, "settled").unwrap();
+        std::fs::write(&fresh, "").unwrap();
+        set_age(&old, std::time::Duration::from_secs(7200));
+        let config: FilesSourceConfig = serde_json::from_value(serde_json::json!({
+            "path": dir.path().to_str().unwrap(), "watch": true, "min_file_age": "1h",
+        }))
+        .unwrap();
+        let mut source = config.source(&SourceContext::new("p", dir.path())).unwrap();
+        source.list_and_enqueue().await.unwrap();
+        assert_eq!(pending(&source), ["upsert old.txt"], "a fresh file was read");
+        source.next_batch().await.unwrap();
+        // The old file is rewritten: it is fresh again, so neither changed nor
+        // gone; once it has settled, it is read, and so is the new file.
+        std::fs::write(&old, "rewritten").unwrap();
+        source.list_and_enqueue().await.unwrap();
+        assert_eq!(pending(&source), Vec::<String>::new());
+        set_age(&old, std::time::Duration::from_secs(3601));
+        set_age(&fresh, std::time::Duration::from_secs(3601));
+        source.list_and_enqueue().await.unwrap();
+        assert_eq!(pending(&source), ["upsert fresh.txt", "upsert old.txt"]);
+    }
+
+    #[tokio::test]
+    async fn a_one_shot_run_and_a_future_modified_time_do_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("now.txt"), "x").unwrap();
+        std::fs::write(dir.path().join("later.txt"), "x").unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(86400);
+        (std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("later.txt")))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+        for (watch, want) in [
+            (false, vec!["upsert later.txt", "upsert now.txt"]),
+            (true, vec!["upsert later.txt"]),
+        ] {
+            let config: FilesSourceConfig = serde_json::from_value(serde_json::json!({
+                "path": dir.path().to_str().unwrap(), "watch": watch, "min_file_age": "1h",
+            }))
+            .unwrap();
+            let mut source = config.source(&SourceContext::new("p", dir.path())).unwrap();
+            source.list_and_enqueue().await.unwrap();
+            assert_eq!(pending(&source), want, "watch: {watch}");
+        }
     }
 }
