@@ -20,6 +20,13 @@ after --timeout seconds. For each engine it prints:
 pdftotext's own speed is printed as a peer line (it runs as a process too, and
 its time includes its start-up of a few milliseconds, so it is slightly
 understated).
+
+    python3 benches/pdf_engines.py --sluice
+
+instead times a whole `sluice run` (files -> parse -> Parquet, start-up
+included, the parse stage at its default parallelism) over the corpus once per
+`pdf_engine`, against pdftotext run over the same files with as many processes
+at once as there are cores, in the same run.
 """
 import argparse
 import collections
@@ -110,15 +117,62 @@ def read(path):
         return ""
 
 
+SLUICE_ENGINES = ["pdf-extract", "lopdf"]
+
+
+def sluice_binary():
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/sluice-target"))
+    subprocess.run(["cargo", "build", "--quiet", "--bin", "sluice"], cwd=ROOT, check=True,
+                   env=dict(os.environ, CARGO_TARGET_DIR=target))
+    return os.path.join(target, "debug", "sluice")
+
+
+def through_sluice(folder, n):
+    """Seconds of `sluice run` per engine, and of pdftotext over the same files."""
+    binary = sluice_binary()
+    work = tempfile.mkdtemp(prefix="pdf-sluice-")
+    rows = []
+    for e in SLUICE_ENGINES:
+        pipeline = os.path.join(work, f"{e}.yaml")
+        with open(pipeline, "w") as f:
+            f.write(f"name: pdf-{e}\nstate_dir: ./state-{e}\n"
+                    f"source: {{type: files, path: {folder}, include: ['*.pdf']}}\n"
+                    f"stages:\n  - {{name: parse, type: parse, pdf_engine: {e}, timeout: 60s}}\n"
+                    f"sinks:\n  - {{name: out, type: parquet, path: ./out-{e}}}\n")
+        started = time.monotonic()
+        p = subprocess.run([binary, "run", pipeline], cwd=work, capture_output=True, text=True)
+        secs = time.monotonic() - started
+        summary = (p.stdout.strip().splitlines() or [p.stderr.strip()[-200:]])[-1]
+        rows.append((f"sluice, `pdf_engine: {e}`", secs, summary))
+    cores = os.cpu_count() or 1
+    out = os.path.join(work, "pdftotext")
+    os.makedirs(out)
+    started = time.monotonic()
+    subprocess.run(f"ls *.pdf | xargs -P{cores} -I{{}} pdftotext -q -enc UTF-8 {{}} {out}/{{}}.txt",
+                   shell=True, cwd=folder, check=False)
+    peer = time.monotonic() - started
+    shutil.rmtree(work)
+    print(f"{n} PDFs, whole runs, {cores} cores\n")
+    print("| run | seconds | x pdftotext | summary |\n|---|---|---|---|")
+    for name, secs, summary in rows:
+        print(f"| {name} | {secs:.1f} | {peer / secs:.2f} | {summary} |")
+    print(f"| peer: pdftotext, {cores} processes at once | {peer:.1f} | 1.00 | |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--limit", type=int, default=0, help="only the first N PDFs")
     ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--sluice", action="store_true",
+                    help="time whole `sluice run`s per pdf_engine instead")
     args = ap.parse_args()
     if not shutil.which("pdftotext"):
         sys.exit("needs pdftotext: apt-get install poppler-utils")
-    pdfs = corpus(os.path.expanduser("~/.cache/sluice-bench/pdfs"))
+    folder = os.path.expanduser("~/.cache/sluice-bench/pdfs")
+    pdfs = corpus(folder)
+    if args.sluice:
+        return through_sluice(folder, len(pdfs))
     if args.limit:
         pdfs = pdfs[: args.limit]
     engines = args.engines.split(",")

@@ -95,3 +95,51 @@ fn a_parser_past_its_deadline_is_stopped_and_the_next_document_parses() {
         1
     );
 }
+
+/// `pdf_engine: lopdf` runs in the same worker, under the same cap, as the
+/// default engine: a real PDF parses, and a decompression bomb, a truncated
+/// file and random bytes are dead letters that name the engine, while the run
+/// goes on.
+#[test]
+fn the_lopdf_engine_parses_in_the_worker_and_hostile_pdfs_are_dead_letters() {
+    let ws = Workspace::new();
+    ws.fixture("hello.pdf", "data/hello.pdf");
+    ws.fixture("truncated.pdf", "data/truncated.pdf");
+    ws.fixture("random-bytes.pdf", "data/random.pdf");
+    ws.fixture("panics-pdf-extract.pdf", "data/panics.pdf");
+    flate_bomb(&ws.path("data/bomb.pdf"), 1);
+    let p = basic_pipeline("", "1s").replace(
+        "    timeout: 10s",
+        "    timeout: 60s\n    max_memory: 512MiB\n    pdf_engine: lopdf",
+    );
+    assert!(p.contains("pdf_engine"));
+    ws.write("p.yaml", p);
+    ws.ok(&["run", "p.yaml"]);
+    let letters = letters(&ws);
+    let reason = |name: &str| {
+        let found = letters.iter().find(|(n, _)| n == name);
+        found.map(|(_, r)| r.clone()).unwrap_or_default()
+    };
+    assert!(
+        reason("bomb.pdf").contains("PDF (lopdf) parser ran out of memory"),
+        "{letters:?}"
+    );
+    for name in ["truncated.pdf", "random.pdf"] {
+        assert!(reason(name).starts_with("PDF (lopdf): "), "{name}: {letters:?}");
+    }
+    let text = ws.query("p.yaml", "SELECT doc_id, text FROM parse ORDER BY doc_id");
+    let parsed: Vec<&str> = (text.iter())
+        .map(|r| r["doc_id"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert!(parsed.contains(&"hello.pdf"), "{parsed:?} {letters:?}");
+    let hello = &text[parsed.iter().position(|n| *n == "hello.pdf").unwrap()];
+    assert!(
+        hello["text"]
+            .as_str()
+            .unwrap()
+            .contains("Sluice turns documents into vectors."),
+        "{hello}"
+    );
+    // The file pdf-extract panics on is text or a letter, never lost.
+    assert!(parsed.contains(&"panics.pdf") || !reason("panics.pdf").is_empty());
+}

@@ -19,6 +19,9 @@ pub enum ParseError {
     },
     #[error("PDF: {0}")]
     Pdf(#[source] pdf_extract::OutputError),
+    /// The `lopdf` engine's failure (`pdf_engine: lopdf`).
+    #[error("PDF (lopdf): {0}")]
+    Lopdf(#[source] lopdf::Error),
     #[error("unsupported content type `{0}`")]
     Unsupported(String),
     /// A parser panicked on this document (`parser` names it, e.g. `PDF`).

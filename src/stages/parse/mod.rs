@@ -14,6 +14,7 @@ mod text;
 pub mod worker;
 
 pub use error::ParseError;
+pub use pdf::PdfEngine;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub const PARSE_MS: &str = "parse_ms";
 ///   json_text_field: text      # JSON / JSONL: where the text is (dotted path)
 ///   json_title_field: title    # where a title is, if there is one
 ///   timeout: 30s               # a PDF or HTML document that takes longer goes to the DLQ
+///   pdf_engine: pdf-extract    # or lopdf: ~9x faster, words run together more often
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 pub struct ParseConfig {
@@ -57,6 +59,9 @@ pub struct ParseConfig {
     /// inflates past it is a dead letter.
     #[serde(default = "default_max_memory")]
     pub max_memory: sluice_connector_sdk::ByteSize,
+    /// Which engine extracts a PDF's text.
+    #[serde(default)]
+    pub pdf_engine: PdfEngine,
 }
 
 fn default_max_memory() -> sluice_connector_sdk::ByteSize {
@@ -84,6 +89,7 @@ impl Default for ParseConfig {
             json_title_field: default_title_field(),
             timeout: default_timeout(),
             max_memory: default_max_memory(),
+            pdf_engine: PdfEngine::default(),
         }
     }
 }
@@ -221,7 +227,7 @@ pub fn parse_document(
     let whole = |r: std::result::Result<Parsed, ParseError>| r.map(|p| (p, Vec::new()));
     let mime = content_type.split(';').next().unwrap_or_default().trim();
     match mime {
-        "application/pdf" => whole(isolated(worker::Parser::Pdf, bytes, config)),
+        "application/pdf" => whole(isolated(config.pdf_engine.parser(), bytes, config)),
         "text/html" | "application/xhtml+xml" => whole(isolated(worker::Parser::Html, bytes, config)),
         "text/markdown" => whole(markdown::parse(bytes)),
         "text/plain" => whole(text::parse_text(bytes)),

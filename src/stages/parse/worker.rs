@@ -44,8 +44,11 @@ const READY: u8 = 2;
 /// Which parser a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parser {
+    /// PDF through `pdf-extract`.
     Pdf = 1,
     Html = 2,
+    /// PDF through `lopdf` (`pdf_engine: lopdf`).
+    PdfLopdf = 3,
 }
 
 impl Parser {
@@ -53,6 +56,7 @@ impl Parser {
         match self {
             Parser::Pdf => "PDF",
             Parser::Html => "HTML",
+            Parser::PdfLopdf => "PDF (lopdf)",
         }
     }
 
@@ -60,6 +64,7 @@ impl Parser {
         match b {
             1 => Some(Parser::Pdf),
             2 => Some(Parser::Html),
+            3 => Some(Parser::PdfLopdf),
             _ => None,
         }
     }
@@ -69,6 +74,7 @@ impl Parser {
         match self {
             Parser::Pdf => super::pdf::extract(bytes),
             Parser::Html => super::html::parse(bytes),
+            Parser::PdfLopdf => super::pdf::extract_lopdf(bytes),
         }
     }
 }
