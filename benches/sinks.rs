@@ -262,19 +262,26 @@ fn main() {
         )
         .await;
         if let Ok(url) = std::env::var("SLUICE_TEST_REDIS_URL") {
-            let features = decode::<sluice_feature_store::FeatureStoreSinkConfig>(serde_json::json!({
-                "entity": ["chunk_id"], "event_timestamp": "modified_at", "offline": "./features2",
-                "online": {"url": url, "prefix": format!("bench{}", std::process::id())},
-            }));
-            run_epochs(
-                "feature store (+ Redis)",
-                features,
-                feature_input,
-                &feature_batches,
-                dir.path(),
-                2,
-            )
-            .await;
+            // Both online layouts, one after the other in the same run.
+            for (layout, online) in [
+                ("sluice", serde_json::json!({"url": url, "layout": "sluice", "prefix": format!("bench{}", std::process::id())})),
+                ("feast", serde_json::json!({"url": url})),
+            ] {
+                let features = decode::<sluice_feature_store::FeatureStoreSinkConfig>(serde_json::json!({
+                    "entity": ["chunk_id"], "event_timestamp": "modified_at",
+                    "offline": format!("./features-{layout}"), "online": online,
+                    "feast": {"repo": format!("./feast-{layout}"), "project": format!("bench{}", std::process::id())},
+                }));
+                run_epochs(
+                    &format!("feature store (+ Redis, {layout} layout)"),
+                    features,
+                    feature_input.clone(),
+                    &feature_batches,
+                    dir.path(),
+                    2,
+                )
+                .await;
+            }
         } else {
             println!("feature store online: skipped (set SLUICE_TEST_REDIS_URL)");
         }

@@ -63,8 +63,9 @@ install() {
   # Feast and the Python lancedb package read the sinks back in the tests; moto is
   # the S3 server.
   # confluent-kafka produces the Kafka tests' messages; prometheus_client parses /metrics.
+  # redis is what Feast's Redis online store imports (Feast asks for redis<8).
   for pkg in feast lancedb moto.server:'moto[server]' boto3 confluent_kafka:confluent-kafka \
-    prometheus_client:prometheus-client; do
+    prometheus_client:prometheus-client redis:redis==7.4.1; do
     if ! python3 -c "import ${pkg%%:*}" 2>/dev/null; then
       log "installing ${pkg#*:} (pip)"
       python3 -m pip install --quiet "${pkg#*:}" >&2 2>/dev/null \

@@ -422,7 +422,7 @@ sinks:
     query: SELECT chunk_id, op, token_count, modified_at AS event_timestamp FROM input
     entity: [chunk_id]
     offline: ./features
-    online: {{url: "{redis}", prefix: "{prefix}"}}
+    online: {{url: "{redis}", layout: sluice, prefix: "{prefix}"}}
 "#,
         brokers = svc.kafka,
         redis = svc.redis,

@@ -247,19 +247,43 @@ fn feature_input() -> SchemaRef {
     Arc::new(schema().project(&[0, 1, 2, 3]).unwrap())
 }
 
-fn online_config(dir: &std::path::Path, prefix: &str) -> sluice_feature_store::FeatureStoreSinkConfig {
+/// Both online layouts: sluice's (`<name>:<key>`) and Feast's (the entity key,
+/// then the Feast project `name`).
+const LAYOUTS: [&str; 2] = ["sluice", "feast"];
+
+fn online_config(
+    dir: &std::path::Path,
+    name: &str,
+    layout: &str,
+) -> sluice_feature_store::FeatureStoreSinkConfig {
+    let mut online = serde_json::json!({"url": util::services().redis, "layout": layout, "ttl": "1h"});
+    if layout == "sluice" {
+        online["prefix"] = name.into();
+    }
     serde_json::from_value(serde_json::json!({
         "entity": ["chunk_id"], "event_timestamp": "modified_at",
         "offline": dir.join("features").to_string_lossy(),
-        "online": {"url": util::services().redis, "prefix": prefix, "ttl": "1h"},
+        "online": online,
+        "feast": {"repo": dir.join("feast").to_string_lossy(), "project": name},
     }))
     .unwrap()
 }
 
-async fn redis_keys(pattern: &str) -> Vec<String> {
+/// The pattern of the entities' keys in `layout`.
+fn entities(name: &str, layout: &str) -> String {
+    match layout {
+        "sluice" => format!("{name}:*"),
+        _ => format!("*{name}"),
+    }
+}
+
+/// A key or field, readable whether it is text or Feast's binary.
+type Bytes = Vec<u8>;
+
+async fn redis_keys(pattern: &str) -> Vec<Bytes> {
     let client = redis::Client::open(util::services().redis.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut keys: Vec<String> = redis::cmd("KEYS")
+    let mut keys: Vec<Bytes> = redis::cmd("KEYS")
         .arg(pattern)
         .query_async(&mut conn)
         .await
@@ -269,20 +293,20 @@ async fn redis_keys(pattern: &str) -> Vec<String> {
 }
 
 /// Every hash under `pattern`, field by field.
-async fn redis_hashes(pattern: &str) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+async fn redis_hashes(pattern: &str) -> std::collections::BTreeMap<Bytes, Vec<(Bytes, Bytes)>> {
     let client = redis::Client::open(util::services().redis.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys = redis_keys(pattern).await;
     let mut out = std::collections::BTreeMap::new();
     for k in keys {
-        let mut fields: Vec<(String, String)> = redis::cmd("HGETALL")
+        let mut fields: Vec<(Bytes, Bytes)> = redis::cmd("HGETALL")
             .arg(&k)
             .query_async(&mut conn)
             .await
             .unwrap();
         fields.sort();
         let ttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut conn).await.unwrap();
-        fields.push(("(has ttl)".into(), (ttl > 0).to_string()));
+        fields.push((b"(has ttl)".to_vec(), (ttl > 0).to_string().into_bytes()));
         out.insert(k, fields);
     }
     out
@@ -290,11 +314,17 @@ async fn redis_hashes(pattern: &str) -> std::collections::BTreeMap<String, Vec<(
 
 #[test]
 fn the_online_store_keeps_the_checkpoint_contract() {
+    for layout in LAYOUTS {
+        online_store_keeps_the_checkpoint_contract(layout);
+    }
+}
+
+fn online_store_keeps_the_checkpoint_contract(layout: &str) {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = util::unique("contract_online");
-    let config = online_config(dir.path(), &pipeline);
+    let config = online_config(dir.path(), &pipeline, layout);
     let cut = |b: RecordBatch| b.project(&[0, 1, 2, 3]).unwrap();
-    let pattern = format!("{pipeline}:*");
+    let pattern = entities(&pipeline, layout);
     check_in(
         config,
         &pipeline,
@@ -315,9 +345,15 @@ fn the_online_store_keeps_the_checkpoint_contract() {
 /// remove entities that epoch created; its undo logs must go once checkpointed.
 #[test]
 fn reopening_restores_the_online_values_of_the_checkpointed_epoch() {
+    for layout in LAYOUTS {
+        reopening_restores_online_values(layout);
+    }
+}
+
+fn reopening_restores_online_values(layout: &str) {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = util::unique("online_undo");
-    let config = online_config(dir.path(), &pipeline);
+    let config = online_config(dir.path(), &pipeline, layout);
     let ctx = named_ctx(dir.path(), &pipeline);
     let batch = |rows: &[(&str, &str, &str, i64)]| {
         RecordBatch::try_new(
@@ -349,10 +385,10 @@ fn reopening_restores_the_online_values_of_the_checkpointed_epoch() {
         ("c", "v3", "upsert", 30),
         ("later", "v3", "upsert", 30),
     ]);
-    let entities = format!("{pipeline}:*");
+    let entities = entities(&pipeline, layout);
     let undo_logs = format!("__sluice:undo:{pipeline}:*");
     let writer = ctx.writer();
-    let log = |suffix: &str| format!("__sluice:undo:{pipeline}:{writer}:sink{suffix}");
+    let log = |suffix: &str| format!("__sluice:undo:{pipeline}:{writer}:sink{suffix}").into_bytes();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -405,7 +441,7 @@ fn reopening_restores_the_online_values_of_the_checkpointed_epoch() {
         sink.close().await.unwrap();
         assert_eq!(
             redis_keys(&undo_logs).await,
-            Vec::<String>::new(),
+            Vec::<Bytes>::new(),
             "no undo log outlives its checkpoint"
         );
     });

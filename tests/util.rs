@@ -435,3 +435,24 @@ pub fn committed(brokers: &str, group: &str, topic: &str) -> Vec<i64> {
     parts.sort();
     parts.into_iter().map(|(_, o)| o).collect()
 }
+
+/// Feast's `get_online_features` over the repo a feature-store sink wrote, for
+/// `rows` (a JSON list of entity rows): one JSON object per row, its keys and
+/// `features` of `view` (null where Feast finds nothing).
+pub fn feast_online(repo: &Path, view: &str, rows: &Value, features: &[&str]) -> Vec<Value> {
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/python/feast_online.py"))
+        .arg(repo)
+        .arg(view)
+        .arg(rows.to_string())
+        .args(features)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "feast: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::corpus::{seed, Corpus};
-use crate::sinks::{assert_sinks_hold, pipeline, reference, Target};
+use crate::sinks::{assert_sinks_hold, feast_counts, pipeline, reference, Target};
 use crate::util::Workspace;
 
 fn env(var: &str, default: usize) -> usize {
@@ -115,4 +115,15 @@ fn kill_9_at_random_moments_then_restart_leaves_every_sink_exact() {
     let want = reference(&ws);
     assert!(want.len() > docs, "{} rows for {docs} documents", want.len());
     assert_sinks_hold(&ws, &target, &want);
+    // Feast's own online read agrees, document by document.
+    let ids = ws.query("p.yaml", "SELECT DISTINCT doc_id FROM out ORDER BY doc_id");
+    let ids: Vec<String> = (ids.iter())
+        .map(|r| r["doc_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut per_doc: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    for (f, _, _) in &want {
+        let n = per_doc.entry(f.clone()).or_insert(serde_json::json!(0));
+        *n = serde_json::json!(n.as_i64().unwrap() + 1);
+    }
+    assert_eq!(feast_counts(&ws, &ids), per_doc, "Feast's get_online_features");
 }

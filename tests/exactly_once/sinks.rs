@@ -9,7 +9,8 @@ pub struct Target {
     pub pg: String,
     pub table: String,
     pub redis: String,
-    pub prefix: String,
+    /// The Feast project the online features are keyed by.
+    pub project: String,
     /// The sinks' `max_outage`.
     pub max_outage: &'static str,
 }
@@ -26,7 +27,7 @@ impl Target {
             pg: services.pg.clone(),
             table: util::unique(name),
             redis: services.redis.clone(),
-            prefix: util::unique(name),
+            project: util::unique(name),
             max_outage: "60s",
         }
     }
@@ -56,14 +57,15 @@ sinks:
     query: SELECT doc_id, op, count(*) AS chunk_count, max(modified_at) AS event_timestamp FROM input GROUP BY doc_id, op
     entity: [doc_id]
     offline: ./features
-    online: {{url: "{redis}", prefix: "{prefix}", max_outage: {outage}}}
+    online: {{url: "{redis}", max_outage: {outage}}}
+    feast: {{repo: ./feast, project: {project}}}
 "#,
         outage = t.max_outage,
         model = model.display(),
         pg = t.pg,
         table = t.table,
         redis = t.redis,
-        prefix = t.prefix,
+        project = t.project,
     )
 }
 
@@ -194,28 +196,63 @@ pub fn pg_rows(t: &Target) -> Vec<Row> {
     rows
 }
 
-/// file name → `chunk_count` of every Redis hash under the prefix.
+/// The text value of a Feast entity key with one string join key (see
+/// `sluice_feature_store::feast_layout`): count, key name, then the value.
+fn feast_doc_id(key: &[u8]) -> String {
+    let u32_at = |at: usize| u32::from_le_bytes(key[at..at + 4].try_into().unwrap()) as usize;
+    let name_len = u32_at(8);
+    let value_len = u32_at(12 + name_len + 4);
+    let at = 12 + name_len + 8;
+    String::from_utf8(key[at..at + value_len].to_vec()).unwrap()
+}
+
+/// A serialized `feast.types.Value` holding an int64.
+fn feast_int64(value: &[u8]) -> i64 {
+    assert_eq!(value.first(), Some(&0x20), "not an int64 value: {value:?}");
+    let (mut n, mut shift) = (0u64, 0);
+    for b in &value[1..] {
+        n |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+    }
+    n as i64
+}
+
+/// file name → `chunk_count` of every entity in this target's Feast project,
+/// read from Redis in Feast's layout.
 pub fn redis_counts(t: &Target) -> BTreeMap<String, i64> {
+    let field = sluice_feature_store::feast_layout::feature_field("features", "chunk_count");
     runtime().block_on(async {
         let client = redis::Client::open(t.redis.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", t.prefix))
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg(format!("*{}", t.project))
             .query_async(&mut conn)
             .await
             .unwrap();
         let mut counts = BTreeMap::new();
-        for k in keys {
-            let n: String = redis::cmd("HGET")
+        for k in keys.into_iter().filter(|k| !k.starts_with(b"__sluice:undo:")) {
+            let n: Vec<u8> = redis::cmd("HGET")
                 .arg(&k)
-                .arg("chunk_count")
+                .arg(&field)
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            counts.insert(file(&k), n.parse().unwrap());
+            counts.insert(file(&feast_doc_id(&k)), feast_int64(&n));
         }
         counts
     })
+}
+
+/// Feast's own `get_online_features`: file name → `chunk_count` for every
+/// document the corpus ever had (`doc_ids`), null for the deleted ones.
+pub fn feast_counts(ws: &Workspace, doc_ids: &[String]) -> BTreeMap<String, serde_json::Value> {
+    let rows: Vec<serde_json::Value> = (doc_ids.iter())
+        .map(|d| serde_json::json!({ "doc_id": d }))
+        .collect();
+    util::feast_online(&ws.path("feast"), "features", &rows.into(), &["chunk_count"])
+        .into_iter()
+        .map(|r| (file(r["doc_id"].as_str().unwrap()), r["chunk_count"].clone()))
+        .collect()
 }
 
 /// Every sink holds exactly `want`: the same rows, none twice, none of an older
@@ -249,13 +286,13 @@ pub fn assert_sinks_hold(ws: &Workspace, t: &Target, want: &[Row]) {
     );
 }
 
-/// The feature store's undo logs for this target's key prefix.
+/// The feature store's undo logs for this target's Feast project.
 fn redis_undo_logs(t: &Target) -> Vec<String> {
     runtime().block_on(async {
         let client = redis::Client::open(t.redis.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         redis::cmd("KEYS")
-            .arg(format!("__sluice:undo:{}:*", t.prefix))
+            .arg(format!("__sluice:undo:{}:*", t.project))
             .query_async(&mut conn)
             .await
             .unwrap()

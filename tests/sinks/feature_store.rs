@@ -17,6 +17,20 @@ fn redis_hash(url: &str, key: &str) -> BTreeMap<String, String> {
     })
 }
 
+/// doc_id → the online `chunk_count` Feast reads for it (null if none).
+fn feast_counts(ws: &Workspace, docs: &[&String]) -> BTreeMap<String, serde_json::Value> {
+    let rows: Vec<serde_json::Value> = docs.iter().map(|d| serde_json::json!({"doc_id": d})).collect();
+    util::feast_online(&ws.path("feast"), "doc_features", &rows.into(), &["chunk_count"])
+        .into_iter()
+        .map(|r| {
+            (
+                r["doc_id"].as_str().unwrap().to_string(),
+                r["chunk_count"].clone(),
+            )
+        })
+        .collect()
+}
+
 /// Every offline row as (doc_id, chunk_count, event date folder).
 fn offline_rows(dir: &std::path::Path) -> Vec<(String, i64, String)> {
     use arrow::array::AsArray;
@@ -53,7 +67,7 @@ fn offline_rows(dir: &std::path::Path) -> Vec<(String, i64, String)> {
 #[test]
 fn feature_store_writes_feast_parquet_and_redis_never_goes_back_in_time() {
     let redis_url = util::services().redis;
-    let prefix = util::unique("docs");
+    let project = util::unique("docs");
     let ws = Workspace::new();
     corpus(&ws);
     let sink = format!(
@@ -65,8 +79,8 @@ fn feature_store_writes_feast_parquet_and_redis_never_goes_back_in_time() {
       FROM input GROUP BY doc_id, op
     entity: [doc_id]
     offline: ./features
-    online: {{url: "{redis_url}", prefix: "{prefix}"}}
-    feast: {{repo: ./feast, project: sinks_test}}"#
+    online: {{url: "{redis_url}"}}
+    feast: {{repo: ./feast, project: {project}}}"#
     );
     ws.write("p.yaml", pipeline(&sink));
     ws.ok(&["run", "p.yaml"]);
@@ -99,9 +113,12 @@ fn feature_store_writes_feast_parquet_and_redis_never_goes_back_in_time() {
         4
     );
     let doc0 = offline[0].0.clone();
-    let online = redis_hash(&redis_url, &format!("{prefix}:{doc0}"));
-    assert_eq!(online["chunk_count"], per_doc[&doc0].to_string());
-    assert!(online["parse_ms"].parse::<f64>().unwrap() >= 0.0);
+    // Feast's own online read returns what the run wrote, for every document.
+    let all: Vec<&String> = per_doc.keys().collect();
+    let online = feast_counts(&ws, &all);
+    for (doc, n) in &per_doc {
+        assert_eq!(online[doc], serde_json::json!(n), "{doc}");
+    }
 
     // An older event for doc0 (its file dated 2001) reaches the offline history
     // but does not overwrite the newer online values.
@@ -123,22 +140,26 @@ fn feature_store_writes_feast_parquet_and_redis_never_goes_back_in_time() {
             .any(|(d, _, date)| d == &doc0 && date == "date=2001-09-09"),
         "{offline:?}"
     );
-    assert_eq!(
-        redis_hash(&redis_url, &format!("{prefix}:{doc0}"))["chunk_count"],
-        per_doc[&doc0].to_string()
-    );
     let doc3 = per_doc.keys().find(|d| d.ends_with("doc3.md")).unwrap();
-    assert!(
-        redis_hash(&redis_url, &format!("{prefix}:{doc3}")).is_empty(),
-        "a deleted document leaves Redis"
+    let online = feast_counts(&ws, &all);
+    assert_eq!(
+        online[&doc0],
+        serde_json::json!(per_doc[&doc0]),
+        "an older event went online"
     );
+    assert_eq!(
+        online[doc3],
+        serde_json::Value::Null,
+        "a deleted document stays online"
+    );
+    let store = std::fs::read_to_string(ws.path("feast/feature_store.yaml")).unwrap();
+    assert!(store.contains("type: redis"), "{store}");
 
     let py = std::fs::read_to_string(ws.path("feast/features.py")).unwrap();
     assert!(
         py.contains("FeatureView(") && py.contains("Field(name=\"chunk_count\", dtype=Int64)"),
         "{py}"
     );
-    assert!(ws.path("feast/feature_store.yaml").exists());
 
     // Feast itself reads the offline store: a point-in-time join as of now gives
     // each remaining document's newest features (doc0's newest event is the first run's).
@@ -182,7 +203,7 @@ fn redis_features_expire_after_the_configured_ttl() {
     query: SELECT doc_id, op, count(*) AS chunk_count, max(modified_at) AS event_timestamp FROM input GROUP BY doc_id, op
     entity: [doc_id]
     offline: ./{name}
-    online: {{url: "{redis_url}", prefix: "{prefix}"{ttl}}}"#
+    online: {{url: "{redis_url}", layout: sluice, prefix: "{prefix}"{ttl}}}"#
         )
     };
     let sinks = format!(
@@ -211,4 +232,70 @@ fn redis_features_expire_after_the_configured_ttl() {
         -1,
         "no ttl: no expiry"
     );
+}
+
+/// Feast reads every value type the sink writes, under an entity of two key
+/// columns (a text and an integer), nulls included.
+#[test]
+fn feast_reads_every_feature_type_under_a_two_column_entity() {
+    let redis_url = util::services().redis;
+    let project = util::unique("types");
+    let ws = Workspace::new();
+    corpus(&ws);
+    let sink = format!(
+        r#"  - name: chunk_features
+    type: feature_store
+    query: >
+      SELECT doc_id, CAST(chunk_index AS INT) AS part, op,
+             CAST(token_count AS INT) AS n32, CAST(token_count AS BIGINT) AS n64,
+             CAST(token_count AS FLOAT) AS f32, CAST(token_count AS DOUBLE) / 4 AS f64,
+             text AS words, token_count > 10 AS long_chunk, modified_at AS seen,
+             CASE WHEN chunk_index = 0 THEN NULL ELSE text END AS maybe,
+             modified_at AS event_timestamp
+      FROM input
+    entity: [doc_id, part]
+    offline: ./features
+    online: {{url: "{redis_url}", ttl: 1h}}
+    feast: {{repo: ./feast, project: {project}}}"#
+    );
+    ws.write("p.yaml", pipeline(&sink));
+    ws.ok(&["run", "p.yaml"]);
+    let want = ws.query(
+        "p.yaml",
+        "SELECT doc_id, CAST(chunk_index AS BIGINT) AS part, CAST(token_count AS BIGINT) AS n, text, \
+         CAST(to_unixtime(modified_at) AS BIGINT) AS seen FROM out ORDER BY doc_id, part",
+    );
+    assert!(want.len() > 8, "{want:?}");
+    let rows: Vec<serde_json::Value> = (want.iter())
+        .map(|r| serde_json::json!({"doc_id": r["doc_id"], "part": r["part"]}))
+        .collect();
+    let features = ["n32", "n64", "f32", "f64", "words", "long_chunk", "seen", "maybe"];
+    let got = util::feast_online(&ws.path("feast"), "chunk_features", &rows.into(), &features);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        let n = w["n"].as_i64().unwrap();
+        let maybe = if w["part"] == 0 {
+            serde_json::Value::Null
+        } else {
+            w["text"].clone()
+        };
+        assert_eq!(
+            (&g["n32"], &g["n64"], g["f32"].as_f64(), g["f64"].as_f64()),
+            (
+                &serde_json::json!(n),
+                &serde_json::json!(n),
+                Some(n as f64),
+                Some(n as f64 / 4.0)
+            ),
+            "{g} for {w}"
+        );
+        assert_eq!(
+            (&g["words"], &g["long_chunk"], &g["seen"]),
+            (&w["text"], &serde_json::json!(n > 10), &w["seen"]),
+            "{g}"
+        );
+        assert_eq!(g["maybe"], maybe, "{g}");
+    }
+    let store = std::fs::read_to_string(ws.path("feast/feature_store.yaml")).unwrap();
+    assert!(store.contains("key_ttl_seconds: 3600"), "{store}");
 }

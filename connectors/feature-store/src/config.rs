@@ -18,9 +18,13 @@ use crate::sink::FeatureStoreSink;
 ///     entity: [doc_id]
 ///     event_timestamp: event_timestamp
 ///     offline: .sluice/features          # folder, relative to the pipeline file
-///     online: {url: redis://127.0.0.1:6379/, prefix: "sluice:docs", ttl: 7d, max_outage: 60s}
+///     online: {url: redis://127.0.0.1:6379/, ttl: 7d, max_outage: 60s}
 ///     feast: {repo: .sluice/feast, project: sluice}
 /// ```
+///
+/// Online, the default layout is Feast's (the view is the sink's name, the
+/// project `feast.project`), so `get_online_features` reads it; `layout:
+/// sluice` with a `prefix` keeps one text hash per entity at `<prefix>:<key>`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FeatureStoreSinkConfig {
     pub entity: Vec<String>,
@@ -33,11 +37,23 @@ pub struct FeatureStoreSinkConfig {
     pub feast: Option<FeastSpec>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnlineLayout {
+    #[default]
+    Feast,
+    Sluice,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct OnlineSpec {
     pub url: String,
-    /// Key prefix; the hash of an entity is `<prefix>:<key>` (keys joined by `|`).
-    pub prefix: String,
+    #[serde(default)]
+    pub layout: OnlineLayout,
+    /// `layout: sluice` only: the hash of an entity is `<prefix>:<key>` (keys
+    /// joined by `|`).
+    #[serde(default)]
+    pub prefix: Option<String>,
     #[serde(default)]
     pub ttl: Option<HumanDuration>,
     /// Retry with backoff this long while Redis is unreachable, holding the epoch.
@@ -86,7 +102,39 @@ pub fn feast_type(dt: &DataType) -> Option<&'static str> {
     })
 }
 
+impl OnlineSpec {
+    fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if !self.url.starts_with("redis://") && !self.url.starts_with("rediss://") {
+            issues.push(ConfigIssue::new(
+                Some("online"),
+                format!("`{}` is not a redis:// URL", self.url),
+            ));
+        }
+        match (self.layout, &self.prefix) {
+            (OnlineLayout::Sluice, None) => issues.push(
+                ConfigIssue::new(Some("online"), "`layout: sluice` needs a `prefix`")
+                    .with_hint("e.g. prefix: \"app:docs\"; entities are then `<prefix>:<key>`"),
+            ),
+            (OnlineLayout::Feast, Some(_)) => issues.push(
+                ConfigIssue::new(
+                    Some("online"),
+                    "`prefix` applies to `layout: sluice`; Feast's layout keys an entity by its key and the Feast project",
+                )
+                .with_hint("drop `prefix`, or add `layout: sluice` to keep sluice's own keys"),
+            ),
+            _ => {}
+        }
+        issues
+    }
+}
+
 impl FeatureStoreSinkConfig {
+    /// The Feast project: `feast.project`, or `sluice`.
+    pub fn project(&self) -> &str {
+        self.feast.as_ref().map_or("sluice", |f| f.project.as_str())
+    }
+
     /// Feature columns: everything but the entity keys, the timestamp and `op`.
     pub fn features<'a>(&self, input: &'a Schema) -> Vec<&'a Field> {
         input
@@ -171,12 +219,7 @@ impl SinkConfig for FeatureStoreSinkConfig {
             }
         }
         if let Some(o) = &self.online {
-            if !o.url.starts_with("redis://") && !o.url.starts_with("rediss://") {
-                issues.push(ConfigIssue::new(
-                    Some("online"),
-                    format!("`{}` is not a redis:// URL", o.url),
-                ));
-            }
+            issues.extend(o.validate());
         }
         issues
     }

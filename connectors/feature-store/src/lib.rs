@@ -7,12 +7,16 @@
 //!   a replay rewrites the same names, a rollback removes later epochs.
 //! - [`online`]: one Redis hash per entity key, written with a server-side
 //!   compare-and-set on the event timestamp, so an older event never overwrites a
-//!   newer one. A `delete` row removes the hash.
+//!   newer one. A `delete` row removes the entity (in Feast's layout, the view's
+//!   fields of it).
+//! - [`feast_layout`]: Feast's Redis keys, field names and value protos, so
+//!   Feast's `get_online_features` reads what the sink wrote.
 //! - [`feast`]: writes a Feast feature repo (`feature_store.yaml` and a Python file
 //!   with the Entity, FileSource and FeatureView) that matches the schema.
 
 pub mod config;
 pub mod feast;
+pub mod feast_layout;
 pub mod offline;
 pub mod online;
 pub mod sink;

@@ -1,6 +1,11 @@
 //! The online store: Redis, one hash per entity key. Writes are Lua scripts, so
 //! the compare-and-set on the event timestamp happens atomically on the server.
 //!
+//! Two layouts ([`Layout`]): Feast's (the default: see [`crate::feast_layout`];
+//! the hash is shared with other feature views of the entity, so a write
+//! touches only its own view's fields), and sluice's own (`<prefix>:<key>`,
+//! text values, the hash belongs to the sink).
+//!
 //! Redis has no transaction that spans an epoch, so each write first saves the
 //! entity's before-image in the epoch's undo log (a hash, `<undo>:<epoch>`,
 //! listed in the set `<undo>`), once per entity and epoch. `rollback` restores
@@ -73,17 +78,130 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return #entries / 2
 "#;
 
+/// Feast's layout. The view's event time is a `google.protobuf.Timestamp`
+/// (`_ts:<view>`), decoded here to microseconds so that the newer event wins
+/// whoever wrote it (sluice or Feast's own materialization). The before-image
+/// holds only this view's fields: [PTTL, names, {name, value...}].
+const FEAST_SAVE: &str = r#"
+local function save(epoch, names)
+  if KEYS[2] == nil or redis.call('HEXISTS', KEYS[2], KEYS[1]) == 1 then
+    return
+  end
+  local values = redis.call('HMGET', KEYS[1], unpack(names))
+  local kept = {}
+  for i = 1, #names do
+    if values[i] then
+      kept[#kept + 1] = names[i]
+      kept[#kept + 1] = values[i]
+    end
+  end
+  redis.call('HSET', KEYS[2], KEYS[1], cmsgpack.pack({redis.call('PTTL', KEYS[1]), names, kept}))
+  redis.call('SADD', KEYS[3], epoch)
+end
+local function varint(s, pos)
+  local value, scale, start = 0, 1, pos
+  while true do
+    local b = string.byte(s, pos)
+    if b == nil then return nil, pos end
+    value = value + (b % 128) * scale
+    scale = scale * 128
+    pos = pos + 1
+    if b < 128 then break end
+  end
+  if pos - start == 10 then
+    -- negative: minus one more than the complement of the low 63 bits,
+    -- exact in a double where the raw 64-bit value is not
+    local c, sc = 0, 1
+    for i = start, start + 8 do
+      c = c + (127 - string.byte(s, i) % 128) * sc
+      sc = sc * 128
+    end
+    value = -(c + 1)
+  end
+  return value, pos
+end
+local function micros(ts)
+  local seconds, nanos, pos = 0, 0, 1
+  while pos <= #ts do
+    local tag = string.byte(ts, pos)
+    local v
+    v, pos = varint(ts, pos + 1)
+    if v == nil then break end
+    if tag == 8 then seconds = v elseif tag == 16 then nanos = v end
+  end
+  return seconds * 1000000 + math.floor(nanos / 1000)
+end
+"#;
+
+/// ARGV[1]: epoch, [2]: event time (µs), [3]: ttl in ms (0: none), [4]: the
+/// view's `_ts` field, [5]: the Timestamp, then feature field, value pairs.
+const FEAST_UPSERT: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[4])
+if current and micros(current) > tonumber(ARGV[2]) then
+  return 0
+end
+local names = {ARGV[4]}
+for i = 6, #ARGV, 2 do names[#names + 1] = ARGV[i] end
+save(ARGV[1], names)
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[5], unpack(ARGV, 6))
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"#;
+
+/// ARGV[1]: epoch, then the view's fields (`_ts` first). Removes the view from
+/// the entity's hash; Redis drops the hash once no view is left in it.
+const FEAST_DELETE: &str = r#"
+local names = {unpack(ARGV, 2)}
+save(ARGV[1], names)
+return redis.call('HDEL', KEYS[1], unpack(names))
+"#;
+
+/// As RESTORE, for Feast's layout: only the view's fields are put back.
+const FEAST_RESTORE: &str = r#"
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local key, image = entries[i], cmsgpack.unpack(entries[i + 1])
+  local pttl, names, kept = image[1], image[2], image[3]
+  redis.call('HDEL', key, unpack(names))
+  if #kept > 0 then
+    redis.call('HSET', key, unpack(kept))
+  end
+  if pttl > 0 then
+    redis.call('PEXPIRE', key, pttl)
+  elseif pttl == -1 then
+    redis.call('PERSIST', key)
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return #entries / 2
+"#;
+
 /// Scripts sent in one round trip.
 const PIPELINE: usize = 512;
 
-/// An entity's event time (µs) and its feature values as text.
-pub type OnlineRow = (i64, Vec<(String, String)>);
+/// An entity's event time (µs) and its fields: name and value, as the layout
+/// encodes them.
+pub type OnlineRow = (i64, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// How entities are laid out in Redis.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// `<prefix>:<key>`, one hash per entity owned by the sink, text values.
+    Sluice,
+    /// Feast's: the view's `_ts` field and its feature fields, in a hash other
+    /// views share.
+    Feast { ts_field: Vec<u8>, fields: Vec<Vec<u8>> },
+}
 
 pub struct OnlineStore {
     conn: MultiplexedConnection,
     upsert: redis::Script,
     delete: redis::Script,
-    pub prefix: String,
+    restore: redis::Script,
+    layout: Layout,
     pub ttl_ms: u64,
     /// Base name of the undo logs; none when other writers share the keys.
     undo: Option<String>,
@@ -110,7 +228,7 @@ impl OnlineStore {
     /// them (a backfill or a consumer group, whose replay alone is exact).
     pub async fn connect(
         url: &str,
-        prefix: String,
+        layout: Layout,
         ttl_ms: u64,
         undo: Option<String>,
     ) -> Result<OnlineStore> {
@@ -124,9 +242,14 @@ impl OnlineStore {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| redis_err("connect", url, e))?;
-        let (upsert, delete) = (
-            redis::Script::new(&format!("{SAVE}{UPSERT}")),
-            redis::Script::new(&format!("{SAVE}{DELETE}")),
+        let (save, upsert, delete, restore) = match layout {
+            Layout::Sluice => (SAVE, UPSERT, DELETE, RESTORE),
+            Layout::Feast { .. } => (FEAST_SAVE, FEAST_UPSERT, FEAST_DELETE, FEAST_RESTORE),
+        };
+        let (upsert, delete, restore) = (
+            redis::Script::new(&format!("{save}{upsert}")),
+            redis::Script::new(&format!("{save}{delete}")),
+            redis::Script::new(restore),
         );
         // A pipeline does not load a missing script the way a lone call does.
         for script in [&upsert, &delete] {
@@ -139,25 +262,22 @@ impl OnlineStore {
             conn,
             upsert,
             delete,
-            prefix,
+            restore,
+            layout,
             ttl_ms,
             undo,
             server: url.to_string(),
         })
     }
 
-    pub fn key(&self, entity: &str) -> String {
-        format!("{}:{entity}", self.prefix)
-    }
-
     /// The entity's key, then the epoch's undo hash and the undo index.
     fn invocation<'a>(
         &self,
         script: &'a redis::Script,
-        entity: &str,
+        entity: &[u8],
         epoch: Epoch,
     ) -> redis::ScriptInvocation<'a> {
-        let mut inv = script.key(self.key(entity));
+        let mut inv = script.key(entity);
         if let Some(undo) = &self.undo {
             inv.key(format!("{undo}:{epoch}")).key(undo);
         }
@@ -165,18 +285,32 @@ impl OnlineStore {
         inv
     }
 
-    /// Apply an epoch's writes in order: `None` deletes the entity, `Some` writes
-    /// its features unless Redis holds a newer event. The scripts go out
-    /// pipelined, [`PIPELINE`] to a round trip; Redis runs them in order.
-    pub async fn apply(&mut self, epoch: Epoch, work: &[(String, Option<OnlineRow>)]) -> Result<()> {
+    /// Apply an epoch's writes in order: `None` deletes the entity (in Feast's
+    /// layout, this view of it), `Some` writes its features unless Redis holds a
+    /// newer event. The scripts go out pipelined, [`PIPELINE`] to a round trip;
+    /// Redis runs them in order.
+    pub async fn apply(&mut self, epoch: Epoch, work: &[(Vec<u8>, Option<OnlineRow>)]) -> Result<()> {
         for part in work.chunks(PIPELINE) {
             let mut pipe = redis::pipe();
             for (entity, row) in part {
                 match row {
-                    None => pipe.invoke_script(&self.invocation(&self.delete, entity, epoch)),
+                    None => {
+                        let mut inv = self.invocation(&self.delete, entity, epoch);
+                        if let Layout::Feast { ts_field, fields } = &self.layout {
+                            inv.arg(ts_field);
+                            for f in fields {
+                                inv.arg(f);
+                            }
+                        }
+                        pipe.invoke_script(&inv)
+                    }
                     Some((event_us, fields)) => {
                         let mut inv = self.invocation(&self.upsert, entity, epoch);
                         inv.arg(event_us).arg(self.ttl_ms);
+                        if let Layout::Feast { ts_field, .. } = &self.layout {
+                            inv.arg(ts_field)
+                                .arg(crate::feast_layout::timestamp_proto(*event_us));
+                        }
                         for (k, v) in fields {
                             inv.arg(k).arg(v);
                         }
@@ -209,7 +343,7 @@ impl OnlineStore {
         let Some(undo) = self.undo.clone() else {
             return Ok(0);
         };
-        let restore = redis::Script::new(RESTORE);
+        let restore = self.restore.clone();
         let mut restored = 0;
         for epoch in self.logged_epochs(&undo).await?.into_iter().rev() {
             if epoch <= committed {

@@ -2,15 +2,16 @@
 //! online. A replayed epoch rewrites the same offline files and the same Redis
 //! values, so it changes nothing.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sluice_connector_sdk::writer::EpochWriter;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, SinkContext};
 
-use crate::config::{FeatureStoreSinkConfig, EVENT_TIMESTAMP};
+use crate::config::{FeatureStoreSinkConfig, OnlineLayout, EVENT_TIMESTAMP};
+use crate::feast_layout;
 use crate::offline::OfflineStore;
-use crate::online::{OnlineRow, OnlineStore};
+use crate::online::{Layout, OnlineRow, OnlineStore};
 
 /// A row the store cannot hold: (doc_id, version, why).
 type Refused = (String, String, String);
@@ -69,6 +70,7 @@ impl FeatureStoreSink {
                 }
             }
         }
+        self.refuse_out_of_feast_range(&batch, &mut why);
         if why.iter().all(Option::is_none) {
             return Ok((batch, Vec::new()));
         }
@@ -98,6 +100,32 @@ impl FeatureStoreSink {
             .collect();
         let keep: arrow::array::BooleanArray = why.iter().map(|w| Some(w.is_none())).collect();
         Ok((arrow::compute::filter_record_batch(&batch, &keep)?, refused))
+    }
+
+    /// Feast's layout holds an unsigned 64-bit feature as Int64: a value past
+    /// its range has no Feast value, so its row is refused.
+    fn refuse_out_of_feast_range(&self, batch: &RecordBatch, why: &mut [Option<String>]) {
+        let online = self.config.online.as_ref();
+        if !online.is_some_and(|o| o.layout == OnlineLayout::Feast) {
+            return;
+        }
+        for f in self.config.features(&self.input) {
+            let Some(col) = batch.column_by_name(f.name()) else {
+                continue;
+            };
+            let Some(values) = col.as_primitive_opt::<arrow::datatypes::UInt64Type>() else {
+                continue;
+            };
+            for (r, reason) in why.iter_mut().enumerate() {
+                if reason.is_none() && values.is_valid(r) && values.value(r) > i64::MAX as u64 {
+                    *reason = Some(format!(
+                        "feature `{}` is {}, past the Int64 range Feast holds online",
+                        f.name(),
+                        values.value(r)
+                    ));
+                }
+            }
+        }
     }
 
     /// The entity key of each row: the key columns' values joined by `|`.
@@ -132,38 +160,50 @@ impl FeatureStoreSink {
         deletes: &[RecordBatch],
         shaped: &[RecordBatch],
     ) -> Result<()> {
-        let mut work: Vec<(String, Option<OnlineRow>)> = Vec::new();
+        let Some(spec) = &self.config.online else {
+            return Ok(());
+        };
+        let feast = spec.layout == OnlineLayout::Feast;
+        let mut work: Vec<(Vec<u8>, Option<OnlineRow>)> = Vec::new();
         for b in deletes {
-            for k in self.keys(b)? {
+            for k in self.online_keys(b, feast)? {
                 work.push((k, None));
             }
         }
-        let features: Vec<String> = self
-            .config
-            .features(&self.input)
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let opts = FormatOptions::default().with_null("");
+        let features = self.feature_names();
         for b in shaped {
-            let keys = self.keys(b)?;
+            let keys = self.online_keys(b, feast)?;
             let ts = b
                 .column_by_name(EVENT_TIMESTAMP)
                 .expect("shaped")
                 .as_primitive::<TimestampMicrosecondType>();
-            let cols = features
-                .iter()
-                .map(|f| ArrayFormatter::try_new(b.column_by_name(f).expect("shaped").as_ref(), &opts))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let cols: Vec<&ArrayRef> = (features.iter())
+                .map(|f| b.column_by_name(f).expect("shaped"))
+                .collect();
+            let text = (!feast)
+                .then(|| {
+                    let opts = FormatOptions::default().with_null("");
+                    (cols.iter())
+                        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                })
+                .transpose()?;
             for (r, key) in keys.into_iter().enumerate() {
                 if ts.is_null(r) {
                     continue;
                 }
-                let values = features
-                    .iter()
-                    .zip(&cols)
-                    .map(|(f, c)| (f.clone(), c.value(r).to_string()))
-                    .collect();
+                let mut values = Vec::with_capacity(features.len());
+                for (i, f) in features.iter().enumerate() {
+                    values.push(match &text {
+                        Some(text) => (f.as_bytes().to_vec(), text[i].value(r).to_string().into_bytes()),
+                        None => (
+                            feast_layout::feature_field(&self.name, f),
+                            feast_layout::value_proto(cols[i], r).ok_or_else(|| {
+                                ConnectorError::internal(format!("feature `{f}` has no Feast value"))
+                            })?,
+                        ),
+                    });
+                }
                 work.push((key, Some((ts.value(r), values))));
             }
         }
@@ -171,6 +211,39 @@ impl FeatureStoreSink {
             return Ok(());
         };
         online.apply(epoch, &work).await
+    }
+
+    fn feature_names(&self) -> Vec<String> {
+        (self.config.features(&self.input).iter())
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    /// Each row's Redis key: Feast's serialized entity key and project, or
+    /// `<prefix>:<keys joined by |>`.
+    fn online_keys(&self, batch: &RecordBatch, feast: bool) -> Result<Vec<Vec<u8>>> {
+        if !feast {
+            let prefix = self.config.online.as_ref().and_then(|o| o.prefix.as_deref());
+            let prefix = prefix.unwrap_or_default();
+            let keys = self.keys(batch)?;
+            return Ok(keys
+                .into_iter()
+                .map(|k| format!("{prefix}:{k}").into_bytes())
+                .collect());
+        }
+        let cols = (self.config.entity.iter())
+            .map(|k| {
+                let col = batch.column_by_name(k);
+                col.map(|c| (k.as_str(), c))
+                    .ok_or_else(|| ConnectorError::internal(format!("no column `{k}`")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        (0..batch.num_rows())
+            .map(|r| {
+                feast_layout::entity_key(&cols, r, self.config.project())
+                    .ok_or_else(|| ConnectorError::internal("an entity key is null or of no Feast type"))
+            })
+            .collect()
     }
 }
 
@@ -193,7 +266,16 @@ impl FeatureStoreSink {
         };
         if self.online.is_none() {
             let ttl = spec.ttl.map(|t| t.0.as_millis() as u64).unwrap_or(0);
-            let store = OnlineStore::connect(&spec.url, spec.prefix.clone(), ttl, self.undo.clone()).await?;
+            let layout = match spec.layout {
+                OnlineLayout::Sluice => Layout::Sluice,
+                OnlineLayout::Feast => Layout::Feast {
+                    ts_field: feast_layout::ts_field(&self.name),
+                    fields: (self.feature_names().iter())
+                        .map(|f| feast_layout::feature_field(&self.name, f))
+                        .collect(),
+                },
+            };
+            let store = OnlineStore::connect(&spec.url, layout, ttl, self.undo.clone()).await?;
             self.online = Some(store);
         }
         Ok(self.online.as_mut())
@@ -213,15 +295,16 @@ impl FeatureStoreSink {
 }
 
 /// The base key of this writer's online undo logs,
-/// `__sluice:undo:<prefix>:<writer>:<sink>` (`SinkContext::writer`): two
+/// `__sluice:undo:<prefix or Feast project>:<writer>:<sink>` (`SinkContext::writer`): two
 /// pipelines, or one pipeline with two state folders, never restore each
 /// other's entities. None for a
 /// shared or backfill writer, whose replay alone is exact (see [`SinkContext`]).
 fn undo_key(config: &FeatureStoreSinkConfig, ctx: &SinkContext) -> Option<String> {
     let online = config.online.as_ref()?;
-    ctx.role
-        .rolls_back()
-        .then(|| format!("__sluice:undo:{}:{}:{}", online.prefix, ctx.writer(), ctx.name))
+    ctx.role.rolls_back().then(|| {
+        let space = online.prefix.as_deref().unwrap_or_else(|| config.project());
+        format!("__sluice:undo:{space}:{}:{}", ctx.writer(), ctx.name)
+    })
 }
 
 fn is_delete(batch: &RecordBatch) -> Vec<bool> {
