@@ -338,6 +338,81 @@ fn online_store_keeps_the_checkpoint_contract(layout: &str) {
     );
 }
 
+/// Feature rows: (chunk_id, doc_id, op, event time in µs).
+fn feature_rows(rows: &[(&str, &str, &str, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        feature_input(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.3)).with_timezone("UTC"),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+/// In Feast's layout the compare-and-set decodes the stored protobuf
+/// Timestamp in Lua. Before 1970 its seconds are ten-byte varints, past what a
+/// Lua number holds exactly; an older event must still lose, there and after.
+#[test]
+fn in_feasts_layout_an_older_event_loses_before_1970_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = util::unique("feast_ts");
+    let config = online_config(dir.path(), &name, "feast");
+    let ctx = named_ctx(dir.path(), &name);
+    let field = sluice_feature_store::feast_layout::feature_field("sink", "doc_id");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut sink = config.build(&ctx, feature_input()).unwrap();
+        sink.open(0).await.unwrap();
+        let client = redis::Client::open(util::services().redis.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        // (event µs, value written, value Redis must then hold)
+        let steps = [
+            (-1_500_000, "first", "first"),
+            (-1_500_001, "older by a microsecond", "first"),
+            (-86_400_000_000_000, "older by years", "first"),
+            (
+                -1_500_000,
+                "same time: a replay overwrites",
+                "same time: a replay overwrites",
+            ),
+            (-999_999, "newer", "newer"),
+            (1_700_000_000_000_000, "after 1970", "after 1970"),
+            (1_699_999_999_999_999, "older after 1970", "after 1970"),
+        ];
+        for (epoch, (at, value, want)) in (1..).zip(steps) {
+            sink.write(epoch, feature_rows(&[("a", value, "upsert", at)]))
+                .await
+                .unwrap();
+            sink.commit(epoch).await.unwrap();
+            sink.checkpointed(epoch).await.unwrap();
+            let keys = redis_keys(&entities(&name, "feast")).await;
+            assert_eq!(keys.len(), 1, "one entity");
+            let got: Vec<u8> = redis::cmd("HGET")
+                .arg(&keys[0])
+                .arg(&field)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let want: ArrayRef = Arc::new(StringArray::from(vec![want]));
+            let want = sluice_feature_store::feast_layout::value_proto(&want, 0).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "after writing {value:?} at {at}"
+            );
+        }
+        sink.close().await.unwrap();
+    });
+}
+
 /// Regression: Redis kept the values of epochs committed but never
 /// checkpointed, so after a crash a document deleted before the restart stayed
 /// online (the kill -9 harness caught it). `open` must put back exactly what
@@ -355,21 +430,7 @@ fn reopening_restores_online_values(layout: &str) {
     let pipeline = util::unique("online_undo");
     let config = online_config(dir.path(), &pipeline, layout);
     let ctx = named_ctx(dir.path(), &pipeline);
-    let batch = |rows: &[(&str, &str, &str, i64)]| {
-        RecordBatch::try_new(
-            feature_input(),
-            vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.3))
-                        .with_timezone("UTC"),
-                ),
-            ],
-        )
-        .unwrap()
-    };
+    let batch = feature_rows;
     let one = batch(&[
         ("a", "v1", "upsert", 10),
         ("b", "v1", "upsert", 10),
