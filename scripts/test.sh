@@ -11,6 +11,8 @@ fi
 python3 scripts/fetch_models.py --second-model
 # Headless Chromium and its WebDriver for the console's browser test (Debian).
 apt_install chromium chromium-driver
+# buildah, podman and a local bookworm base for the image test (Debian).
+bash scripts/image_base.sh >/dev/null
 # PostgreSQL + pgvector, Redis and Feast for the sink tests; stopped at the end.
 bash scripts/services.sh up >/dev/null
 trap 'bash scripts/services.sh down' EXIT

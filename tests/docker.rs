@@ -1,7 +1,8 @@
-//! No Docker engine runs here, so `docker/` is checked as files: the Dockerfile's
-//! instructions and the compose file parse, every path they name exists, the
-//! image runs as non-root with a health check on `/healthz`, and its entrypoint
-//! is a command line sluice's own parser accepts.
+//! `docker/`: the Dockerfile's instructions and the compose file parse, every
+//! path they name exists, the image runs as non-root with a health check on
+//! `/healthz`, and its entrypoint is a command line sluice's own parser accepts;
+//! and the image itself is built (buildah) and run (podman) with the daemon
+//! ingesting a mounted pipeline, see [`the_image_builds_and_its_daemon_ingests_a_mounted_pipeline`].
 
 mod util;
 
@@ -73,6 +74,15 @@ fn the_dockerfile_is_multi_stage_non_root_with_a_health_check_and_real_paths() {
         let parts: Vec<&str> = args.split_whitespace().collect();
         let (flags, paths): (Vec<&str>, Vec<&str>) = parts.iter().partition(|p| p.starts_with("--"));
         let sources = &paths[..paths.len() - 1];
+        // What other stages make (`/out`, the prebuilt folder of a test
+        // build) is proven by building the image, below.
+        if flags
+            .iter()
+            .any(|f| f.starts_with("--from=") && *f != format!("--from={stage}"))
+            || sources == ["prebuilt"]
+        {
+            continue;
+        }
         if flags.iter().any(|f| *f == format!("--from={stage}")) {
             for s in sources {
                 let rel = s
@@ -179,4 +189,227 @@ fn the_compose_file_parses_and_names_the_daemon_and_every_service() {
             "sluice does not wait for {dep}"
         );
     }
+}
+
+/// Podman and buildah as these machines run them: rootful, vfs storage, runc
+/// (crun refuses the hybrid cgroup tree), and limits no higher than the
+/// machine's (podman's defaults ask for more, which a VM without
+/// CAP_SYS_RESOURCE refuses).
+fn container(tool: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(tool);
+    cmd.args(["--storage-driver", "vfs"]);
+    if tool == "podman" {
+        cmd.args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"]);
+    }
+    cmd
+}
+
+const LIMITS: [&str; 4] = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096"];
+
+fn ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The container and image a test made, removed however it ends.
+struct Built {
+    tag: String,
+    name: String,
+}
+
+impl Drop for Built {
+    fn drop(&mut self) {
+        let _ = container("podman").args(["rm", "-f", &self.name]).output();
+        let _ = container("podman").args(["rmi", "-f", &self.tag]).output();
+        // The prebuilt stage's image has no tag once the build is done.
+        let dangling = container("podman")
+            .args(["images", "-q", "-f", "dangling=true"])
+            .output();
+        for id in dangling
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = container("podman").args(["rmi", "-f", id]).output();
+        }
+    }
+}
+
+/// The image, built from docker/Dockerfile on a local bookworm root filesystem
+/// (`scripts/image_base.sh`) with this test's own `sluice` binary
+/// (`SLUICE_FROM=prebuilt`: compiling a release build inside the image would
+/// take over an hour on these machines), started with a token, healthy, running
+/// a pipeline mounted into it over the repository's corpus; the result is read
+/// back through the daemon's SQL API and from the Parquet files it wrote.
+#[test]
+fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
+    let root = util::repo_root();
+    let base = ok(std::process::Command::new("bash").arg(root.join("scripts/image_base.sh")));
+    let base = base.lines().last().unwrap().to_string();
+    let ctx = tempfile::tempdir().unwrap();
+    let prebuilt = ctx.path().join("prebuilt");
+    std::fs::create_dir_all(prebuilt.join("bin")).unwrap();
+    std::fs::create_dir_all(prebuilt.join("models")).unwrap();
+    // Without its debug info: what a user would pull.
+    ok(std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .arg(prebuilt.join("bin/sluice")));
+    for m in ["onnxruntime", "all-minilm-l6-v2"] {
+        ok(std::process::Command::new("cp")
+            .arg("-r")
+            .arg(root.join("models").join(m))
+            .arg(prebuilt.join("models")));
+    }
+    ok(std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("pipelines"))
+        .arg(ctx.path()));
+    let unique = util::unique("image");
+    let built = Built {
+        tag: format!("localhost/sluice-test:{unique}"),
+        name: unique,
+    };
+    let started = std::time::Instant::now();
+    ok(container("buildah")
+        .args(["bud", "--format", "docker", "--isolation", "chroot"])
+        .args(LIMITS)
+        .args(["--build-arg", &format!("BASE_IMAGE={base}")])
+        .args(["--build-arg", "SLUICE_FROM=prebuilt", "-t", &built.tag, "-f"])
+        .arg(root.join("docker/Dockerfile"))
+        .arg(ctx.path()));
+    let size = ok(container("podman").args(["image", "inspect", "--format", "{{.Size}}", &built.tag]));
+    eprintln!(
+        "image built in {:.0?}: {} MB",
+        started.elapsed(),
+        size.parse::<u64>().unwrap() / 1_000_000
+    );
+
+    let ws = tempfile::tempdir().unwrap();
+    let (pipelines, out) = (ws.path().join("pipelines"), ws.path().join("out"));
+    std::fs::create_dir_all(&pipelines).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    // The image's user (uid 10001) writes the Parquet sink here.
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::write(
+        pipelines.join("docs.yaml"),
+        "name: docs\nsource: {type: files, path: /data}\nstages:\n\
+         \x20 - {name: parse, type: parse}\n\
+         \x20 - {name: chunks, type: chunk, max_tokens: 128}\n\
+         \x20 - {name: embed, type: embed, model: \"${SLUICE_MODEL}\"}\n\
+         sinks:\n  - {name: out, type: parquet, path: /var/lib/sluice/out}\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let volume = |host: &std::path::Path, inside: &str| format!("{}:{inside}", host.display());
+    ok(container("podman")
+        .args(["run", "-d", "--name", &built.name])
+        .args(LIMITS)
+        .args(["-e", "SLUICE_API_TOKEN=image-test-token"])
+        .args(["-p", &format!("127.0.0.1:{port}:8080")])
+        .args(["-v", &volume(&pipelines, "/etc/sluice/pipelines:ro")])
+        .args(["-v", &volume(&root.join("pipelines/data"), "/data:ro")])
+        .args(["-v", &volume(&out, "/var/lib/sluice/out")])
+        .arg(&built.tag));
+    let url = format!("http://127.0.0.1:{port}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let logs = || {
+        ok(container("podman")
+            .args(["logs", &built.name])
+            .stderr(std::process::Stdio::piped()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let pipeline = loop {
+        let status = agent
+            .get(format!("{url}/v1/pipelines/docs"))
+            .header("Authorization", "Bearer image-test-token")
+            .call()
+            .ok()
+            .filter(|r| r.status() == 200)
+            .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok());
+        if let Some(p) = status {
+            assert!(
+                !["invalid", "backoff"].contains(&p["state"].as_str().unwrap_or("")),
+                "{p}\n{}",
+                logs()
+            );
+            if p["state"] == "finished" {
+                break p;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never ran the pipeline; its log:\n{}",
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let health = agent.get(format!("{url}/healthz")).call().unwrap();
+    assert_eq!(health.status(), 200);
+    let refused = agent.get(format!("{url}/v1/pipelines")).call().unwrap();
+    assert_eq!(refused.status(), 401, "the API answered without the token");
+    // The image's own health check (curl inside it) passes.
+    ok(container("podman").args(["healthcheck", "run", &built.name]));
+
+    let files: Vec<String> = walk(&root.join("pipelines/data"));
+    let mut resp = agent
+        .post(format!("{url}/v1/sql"))
+        .header("Authorization", "Bearer image-test-token")
+        .header("Content-Type", "application/json")
+        .send(
+            serde_json::json!({"pipeline": "docs", "format": "json", "query":
+                "SELECT count(DISTINCT doc_id) AS docs, count(*) AS chunks, min(array_length(embedding)) AS dims FROM out"})
+            .to_string(),
+        )
+        .unwrap();
+    let body = resp.body_mut().read_to_string().unwrap();
+    let rows: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}; {pipeline}"));
+    let dead = pipeline["dead_letters"].as_u64().unwrap_or(0) as usize;
+    assert_eq!(
+        rows[0]["docs"].as_u64().unwrap() as usize + dead,
+        files.len(),
+        "{rows} {pipeline}"
+    );
+    assert_eq!(rows[0]["dims"], 384, "{rows}");
+    // The files on the host, read with parquet's own reader, hold the same rows.
+    let mut written = 0;
+    for f in walk(&out).iter().filter(|f| f.ends_with(".parquet")) {
+        let file = std::fs::File::open(f).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        written += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+    }
+    assert_eq!(written as u64, rows[0]["chunks"].as_u64().unwrap(), "{rows}");
+    drop(built);
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
 }
