@@ -298,4 +298,24 @@ fn feast_reads_every_feature_type_under_a_two_column_entity() {
     }
     let store = std::fs::read_to_string(ws.path("feast/feature_store.yaml")).unwrap();
     assert!(store.contains("key_ttl_seconds: 3600"), "{store}");
+    // Every entity's hash expires after the sink's `ttl`, as Feast's own writes do.
+    let ttls: Vec<i64> = runtime().block_on(async {
+        let client = redis::Client::open(redis_url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg(format!("*{project}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut ttls = Vec::new();
+        for k in keys {
+            ttls.push(redis::cmd("PTTL").arg(k).query_async(&mut conn).await.unwrap());
+        }
+        ttls
+    });
+    assert_eq!(ttls.len(), want.len(), "one hash per entity");
+    assert!(
+        ttls.iter().all(|t| (3_500_000..=3_600_000).contains(t)),
+        "{ttls:?}"
+    );
 }
