@@ -106,6 +106,11 @@ fn config(provider: Provider) -> EmbedConfig {
     c.batch_size = BATCH;
     c.cache = false;
     c.providers = vec![provider];
+    // SLUICE_BENCH_OPTIMIZATION=off|basic|extended|all: the stage's `optimization`.
+    if let Ok(level) = std::env::var("SLUICE_BENCH_OPTIMIZATION") {
+        c.optimization =
+            serde_json::from_value(serde_json::json!(level)).expect("off, basic, extended or all");
+    }
     c
 }
 

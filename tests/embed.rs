@@ -85,6 +85,10 @@ fn embed_with(
 ) -> Vec<Vec<f32>> {
     let mut config = EmbedConfig::new(model);
     config.batch_size = batch_size;
+    embed_in(config, texts, per_batch)
+}
+
+fn embed_in(mut config: EmbedConfig, texts: &[&str], per_batch: usize) -> Vec<Vec<f32>> {
     config.cache = false;
     config.threads = 2;
     let output = config.plan(&PlanContext::new("/"), &input_schema()).unwrap();
@@ -144,6 +148,40 @@ fn vectors_match_an_independent_numpy_bert_and_paraphrases_are_nearest() {
             assert_eq!(nearest, partner, "nearest neighbour of {:?}", r.sentences[me]);
         }
     }
+}
+
+/// Every `optimization` level gives the reference's vectors, for the int8
+/// default and the fp32 second model: `off` (which the quickstart uses, to save
+/// memory) costs no accuracy. An unknown level is refused with the known ones.
+#[test]
+fn every_graph_optimization_level_gives_the_reference_vectors() {
+    let r = reference();
+    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
+    for model in [model_dir(), models("all-minilm-l6-v2-fp32")] {
+        let mut by_level = Vec::new();
+        for level in ["all", "extended", "basic", "off"] {
+            let mut config = EmbedConfig::new(model.clone());
+            config.optimization = serde_json::from_value(serde_json::json!(level)).unwrap();
+            let ours = embed_in(config, &texts, 20);
+            for (i, (a, b)) in ours.iter().zip(&r.vectors).enumerate() {
+                let c = cosine(a, b);
+                assert!(c >= 0.99, "{level} {}: sentence {i}: cosine {c}", model.display());
+            }
+            by_level.push(ours);
+        }
+        for (level, ours) in ["extended", "basic", "off"].iter().zip(&by_level[1..]) {
+            for (a, b) in ours.iter().zip(&by_level[0]) {
+                assert!(
+                    cosine(a, b) > 0.9999,
+                    "{level} drifts from all on {}",
+                    model.display()
+                );
+            }
+        }
+    }
+    let bad = serde_json::from_value::<EmbedConfig>(serde_json::json!({"model": "m", "optimization": "max"}));
+    let err = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("`all`, `extended`, `basic`, `off`"), "{err}");
 }
 
 /// The tests' second model: the fp32 weights as an ONNX graph that

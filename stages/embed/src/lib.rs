@@ -55,6 +55,20 @@ pub enum Provider {
     Cuda,
 }
 
+/// ONNX Runtime's graph optimizations at session creation (`optimization`).
+/// `all` is fastest for most models; `off` saves memory (the quickstart's int8
+/// model: about 80 MiB of peak RSS at no measured cost in speed), while an fp32
+/// model runs about 13% slower without them (benches/README.md, Memory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimization {
+    #[default]
+    All,
+    Extended,
+    Basic,
+    Off,
+}
+
 #[derive(Deserialize)]
 pub struct EmbedConfig {
     pub model: PathBuf,
@@ -80,6 +94,8 @@ pub struct EmbedConfig {
     pub providers: Vec<Provider>,
     #[serde(default = "yes")]
     pub cache: bool,
+    #[serde(default)]
+    pub optimization: Optimization,
     /// The model, loaded by `plan` and reused by `build`.
     #[serde(skip)]
     loaded: OnceLock<Arc<Model>>,
@@ -137,6 +153,7 @@ impl EmbedConfig {
             threads: 0,
             providers: default_providers(),
             cache: true,
+            optimization: Optimization::default(),
             loaded: OnceLock::new(),
         }
     }
@@ -163,6 +180,7 @@ impl EmbedConfig {
             pooling: self.pooling,
             normalize: self.normalize,
             providers: &self.providers,
+            optimization: self.optimization,
         })?);
         Ok(self.loaded.get_or_init(|| model).clone())
     }
@@ -264,6 +282,7 @@ impl StageConfig for EmbedConfig {
             threads: self.threads,
             providers: self.providers.clone(),
             cache: self.cache,
+            optimization: self.optimization,
             loaded: OnceLock::new(),
         };
         Some(Remodeled {

@@ -15,7 +15,7 @@ use ort::value::Tensor;
 use sluice_connector_sdk::ConnectorError;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::{Pooling, Provider};
+use super::{Optimization, Pooling, Provider};
 
 /// Why a model could not be loaded or run. [`ModelError::config_key`] says
 /// which setting of the stage to blame.
@@ -175,6 +175,7 @@ pub struct LoadOptions<'a> {
     pub pooling: Pooling,
     pub normalize: bool,
     pub providers: &'a [Provider],
+    pub optimization: Optimization,
 }
 
 impl Model {
@@ -189,8 +190,13 @@ impl Model {
         let env = environment(&library_path(o.library, o.model_dir))?;
         let mut builder = Session::builder(env)
             .and_then(|b| {
-                b.with_optimization_level(GraphOptimizationLevel::Level3)
-                    .map_err(Into::into)
+                b.with_optimization_level(match o.optimization {
+                    Optimization::All => GraphOptimizationLevel::Level3,
+                    Optimization::Extended => GraphOptimizationLevel::Level2,
+                    Optimization::Basic => GraphOptimizationLevel::Level1,
+                    Optimization::Off => GraphOptimizationLevel::Disable,
+                })
+                .map_err(Into::into)
             })
             .and_then(|b| b.with_intra_threads(o.threads).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
