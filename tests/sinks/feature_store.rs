@@ -318,4 +318,22 @@ fn feast_reads_every_feature_type_under_a_two_column_entity() {
         ttls.iter().all(|t| (3_500_000..=3_600_000).contains(t)),
         "{ttls:?}"
     );
+
+    // Regression: a document's delete row has no chunk, so under this
+    // per-chunk entity its key has a null part. It addresses no entity; it
+    // stopped the run instead. The other documents' features stay readable.
+    std::fs::remove_file(ws.path("data/doc3.md")).unwrap();
+    ws.ok(&["run", "p.yaml"]);
+    let kept: Vec<serde_json::Value> = (want.iter())
+        .filter(|w| !w["doc_id"].as_str().unwrap().ends_with("doc3.md"))
+        .map(|w| serde_json::json!({"doc_id": w["doc_id"], "part": w["part"]}))
+        .collect();
+    let got = util::feast_online(
+        &ws.path("feast"),
+        "chunk_features",
+        &kept.clone().into(),
+        &["n64"],
+    );
+    assert!(got.iter().all(|g| g["n64"].is_i64()), "{got:?}");
+    assert_eq!(got.len(), kept.len());
 }

@@ -166,13 +166,17 @@ impl FeatureStoreSink {
         let feast = spec.layout == OnlineLayout::Feast;
         let mut work: Vec<(Vec<u8>, Option<OnlineRow>)> = Vec::new();
         for b in deletes {
-            for k in self.online_keys(b, feast)? {
+            // A delete whose key has a null part (a document's delete row under
+            // a per-chunk entity) addresses no entity: there is nothing to remove.
+            for k in self.online_keys(b, feast)?.into_iter().flatten() {
                 work.push((k, None));
             }
         }
         let features = self.feature_names();
         for b in shaped {
-            let keys = self.online_keys(b, feast)?;
+            let keys = (self.online_keys(b, feast)?.into_iter())
+                .map(|k| k.ok_or_else(|| ConnectorError::internal("a row with a null key was not refused")))
+                .collect::<Result<Vec<_>>>()?;
             let ts = b
                 .column_by_name(EVENT_TIMESTAMP)
                 .expect("shaped")
@@ -219,16 +223,16 @@ impl FeatureStoreSink {
             .collect()
     }
 
-    /// Each row's Redis key: Feast's serialized entity key and project, or
-    /// `<prefix>:<keys joined by |>`.
-    fn online_keys(&self, batch: &RecordBatch, feast: bool) -> Result<Vec<Vec<u8>>> {
+    /// Each row's Redis key: Feast's serialized entity key and project (none
+    /// where a key column is null), or `<prefix>:<keys joined by |>`.
+    fn online_keys(&self, batch: &RecordBatch, feast: bool) -> Result<Vec<Option<Vec<u8>>>> {
         if !feast {
             let prefix = self.config.online.as_ref().and_then(|o| o.prefix.as_deref());
             let prefix = prefix.unwrap_or_default();
             let keys = self.keys(batch)?;
             return Ok(keys
                 .into_iter()
-                .map(|k| format!("{prefix}:{k}").into_bytes())
+                .map(|k| Some(format!("{prefix}:{k}").into_bytes()))
                 .collect());
         }
         let cols = (self.config.entity.iter())
@@ -238,12 +242,9 @@ impl FeatureStoreSink {
                     .ok_or_else(|| ConnectorError::internal(format!("no column `{k}`")))
             })
             .collect::<Result<Vec<_>>>()?;
-        (0..batch.num_rows())
-            .map(|r| {
-                feast_layout::entity_key(&cols, r, self.config.project())
-                    .ok_or_else(|| ConnectorError::internal("an entity key is null or of no Feast type"))
-            })
-            .collect()
+        Ok((0..batch.num_rows())
+            .map(|r| feast_layout::entity_key(&cols, r, self.config.project()))
+            .collect())
     }
 }
 
