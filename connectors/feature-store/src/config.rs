@@ -242,3 +242,43 @@ impl SinkConfig for FeatureStoreSinkConfig {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(online: serde_json::Value) -> Vec<String> {
+        let config: FeatureStoreSinkConfig = serde_json::from_value(
+            serde_json::json!({"entity": ["doc_id"], "offline": "f", "online": online}),
+        )
+        .unwrap();
+        let input = Schema::new(vec![
+            Field::new("doc_id", DataType::Utf8, false),
+            Field::new(EVENT_TIMESTAMP, timestamp_type(), false),
+        ]);
+        (config.validate(&PlanContext::new("/"), &input).into_iter())
+            .map(|i| format!("{} ({})", i.message, i.hint.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn a_prefix_belongs_to_sluices_layout_and_that_layout_needs_one() {
+        let url = "redis://127.0.0.1:6379/";
+        assert_eq!(issues(serde_json::json!({"url": url})), Vec::<String>::new());
+        assert_eq!(
+            issues(serde_json::json!({"url": url, "layout": "sluice", "prefix": "p"})),
+            Vec::<String>::new()
+        );
+        // A pipeline written before Feast's layout was the default says how to keep its keys.
+        let old = issues(serde_json::json!({"url": url, "prefix": "p"}));
+        assert!(
+            old.len() == 1 && old[0].contains("add `layout: sluice`"),
+            "{old:?}"
+        );
+        let bare = issues(serde_json::json!({"url": url, "layout": "sluice"}));
+        assert!(
+            bare.len() == 1 && bare[0].contains("needs a `prefix`"),
+            "{bare:?}"
+        );
+    }
+}
