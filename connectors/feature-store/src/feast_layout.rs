@@ -14,8 +14,9 @@
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, UInt16Type,
-    UInt32Type, UInt64Type, UInt8Type,
+    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 
 /// `feast.types.ValueType` numbers of the entity key types.
@@ -149,19 +150,20 @@ pub fn value_proto(col: &ArrayRef, row: usize) -> Option<Vec<u8>> {
             out.push(col.as_boolean().value(row) as u8);
         }
         DataType::Timestamp(unit, _) => {
-            // Feast keeps a timestamp feature in whole seconds.
-            let per_second = match unit {
-                TimeUnit::Second => 1,
-                TimeUnit::Millisecond => 1_000,
-                TimeUnit::Microsecond => 1_000_000,
-                TimeUnit::Nanosecond => 1_000_000_000,
+            // Feast keeps a timestamp feature in whole seconds (truncated, as
+            // its `int(datetime.timestamp())`).
+            let seconds = match unit {
+                TimeUnit::Second => col.as_primitive::<TimestampSecondType>().value(row),
+                TimeUnit::Millisecond => col.as_primitive::<TimestampMillisecondType>().value(row) / 1_000,
+                TimeUnit::Microsecond => {
+                    col.as_primitive::<TimestampMicrosecondType>().value(row) / 1_000_000
+                }
+                TimeUnit::Nanosecond => {
+                    col.as_primitive::<TimestampNanosecondType>().value(row) / 1_000_000_000
+                }
             };
-            let raw = arrow::compute::cast(&col.slice(row, 1), &DataType::Int64).ok()?;
             out.push(8 << 3);
-            varint(
-                &mut out,
-                (raw.as_primitive::<Int64Type>().value(0) / per_second) as u64,
-            );
+            varint(&mut out, seconds as u64);
         }
         _ => return None,
     }
@@ -236,6 +238,12 @@ mod tests {
         );
         assert_eq!(cell(Arc::new(arrow::array::StringArray::from(vec![""]))), "1200");
         assert_eq!(cell(Arc::new(arrow::array::Int64Array::from(vec![None]))), "");
+        // Value(unix_timestamp_val=1700000000): whole seconds, whatever the unit.
+        let seconds = "4080e2cfaa06";
+        let ts = arrow::array::TimestampMillisecondArray::from(vec![1_700_000_000_999]);
+        assert_eq!(cell(Arc::new(ts)), seconds);
+        let ts = arrow::array::TimestampNanosecondArray::from(vec![1_700_000_000_123_456_789]);
+        assert_eq!(cell(Arc::new(ts.with_timezone("UTC"))), seconds);
         assert_eq!(
             hex(&timestamp_proto(1_700_000_000_000_123)),
             "0880e2cfaa0610f8c007"
