@@ -173,6 +173,13 @@ impl FeatureStoreSink {
             }
         }
         let features = self.feature_names();
+        // The hash fields, once per epoch: a feature's name, or its Feast hash.
+        let fields: Vec<Vec<u8>> = (features.iter())
+            .map(|f| match feast {
+                true => feast_layout::feature_field(&self.name, f),
+                false => f.as_bytes().to_vec(),
+            })
+            .collect();
         for b in shaped {
             let keys = (self.online_keys(b, feast)?.into_iter())
                 .map(|k| k.ok_or_else(|| ConnectorError::internal("a row with a null key was not refused")))
@@ -198,15 +205,13 @@ impl FeatureStoreSink {
                 }
                 let mut values = Vec::with_capacity(features.len());
                 for (i, f) in features.iter().enumerate() {
-                    values.push(match &text {
-                        Some(text) => (f.as_bytes().to_vec(), text[i].value(r).to_string().into_bytes()),
-                        None => (
-                            feast_layout::feature_field(&self.name, f),
-                            feast_layout::value_proto(cols[i], r).ok_or_else(|| {
-                                ConnectorError::internal(format!("feature `{f}` has no Feast value"))
-                            })?,
-                        ),
-                    });
+                    let value = match &text {
+                        Some(text) => text[i].value(r).to_string().into_bytes(),
+                        None => feast_layout::value_proto(cols[i], r).ok_or_else(|| {
+                            ConnectorError::internal(format!("feature `{f}` has no Feast value"))
+                        })?,
+                    };
+                    values.push((fields[i].clone(), value));
                 }
                 work.push((key, Some((ts.value(r), values))));
             }
