@@ -2,7 +2,7 @@
 //! own checkpoint namespace, beside a streaming run of the same pipeline that it
 //! never disturbs; `--dry-run` counts exactly; `--emit-to` lists into Kafka.
 
-mod util;
+use crate::util;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

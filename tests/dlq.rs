@@ -1,6 +1,6 @@
 //! The dead-letter queue you work with: list, show, replay, resolution, retention.
 
-mod util;
+use crate::util;
 
 use util::{basic_pipeline, Workspace};
 

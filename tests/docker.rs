@@ -4,7 +4,7 @@
 //! and the image itself is built (buildah) and run (podman) with the daemon
 //! ingesting a mounted pipeline, see [`the_image_builds_and_its_daemon_ingests_a_mounted_pipeline`].
 
-mod util;
+use crate::util;
 
 use clap::Parser;
 use sluice::cli::{Cli, Command};

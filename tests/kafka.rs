@@ -3,7 +3,7 @@
 //! events fetched from S3 (moto), bad messages in the dead-letter store, and the
 //! JSON sink read back with a Kafka client.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

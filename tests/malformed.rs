@@ -2,7 +2,7 @@
 //! the dead-letter store with a readable reason, the process never dies, and its
 //! peak RSS stays under `RSS_BOUND` (documented in the README).
 
-mod util;
+use crate::util;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,6 +1,6 @@
 //! End-to-end runs of the `sluice` binary over real files, read back with `sluice sql`.
 
-mod util;
+use crate::util;
 
 use util::{basic_pipeline, Workspace};
 

@@ -3,7 +3,7 @@
 //! the shipped question set. Regression: the script
 //! queried a stage (`embed`) that has no tap, so the first command failed.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! 1,000 objects, include/exclude globs, ETag versions, and changes and deletes
 //! across runs.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

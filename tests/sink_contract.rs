@@ -2,7 +2,7 @@
 //! against every vector and feature-store sink, counted through each one's own
 //! storage: a reopen drops uncheckpointed epochs, and a replay writes nothing twice.
 
-mod util;
+use crate::util;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Snapshot tests of `sluice validate`: every error at once, each with
 //! file:line:column. Set UPDATE_GOLDEN=1 to rewrite the `.expected` files.
 
-mod util;
+use crate::util;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! `watch: true` follows new, changed and deleted files; SIGINT and SIGTERM write a
 //! final checkpoint and exit 0.
 
-mod util;
+use crate::util;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
