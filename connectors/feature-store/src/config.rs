@@ -59,6 +59,10 @@ pub struct OnlineSpec {
     /// Retry with backoff this long while Redis is unreachable, holding the epoch.
     #[serde(default = "default_outage")]
     pub max_outage: HumanDuration,
+    /// Feast's layout: the Feast project the entities are keyed by, for a repo
+    /// sluice does not write (default: `feast.project`, else `sluice`).
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 fn default_outage() -> HumanDuration {
@@ -125,14 +129,21 @@ impl OnlineSpec {
             ),
             _ => {}
         }
+        if self.layout == OnlineLayout::Sluice && self.project.is_some() {
+            issues.push(ConfigIssue::new(
+                Some("online"),
+                "`project` applies to Feast's layout; `layout: sluice` keys entities by `prefix`",
+            ));
+        }
         issues
     }
 }
 
 impl FeatureStoreSinkConfig {
-    /// The Feast project: `feast.project`, or `sluice`.
+    /// The Feast project: `online.project`, `feast.project`, or `sluice`.
     pub fn project(&self) -> &str {
-        self.feast.as_ref().map_or("sluice", |f| f.project.as_str())
+        let online = self.online.as_ref().and_then(|o| o.project.as_deref());
+        online.unwrap_or_else(|| self.feast.as_ref().map_or("sluice", |f| f.project.as_str()))
     }
 
     /// Feature columns: everything but the entity keys, the timestamp and `op`.
@@ -220,6 +231,18 @@ impl SinkConfig for FeatureStoreSinkConfig {
         }
         if let Some(o) = &self.online {
             issues.extend(o.validate());
+            let feast = self.feast.as_ref().map(|f| f.project.as_str());
+            if let (Some(online), Some(feast)) = (o.project.as_deref(), feast) {
+                if online != feast {
+                    issues.push(
+                        ConfigIssue::new(
+                            Some("online"),
+                            format!("project `{online}` is not the Feast repo's `{feast}`: Feast would read nothing"),
+                        )
+                        .with_hint("name the project once, in `feast.project`"),
+                    );
+                }
+            }
         }
         issues
     }
@@ -279,6 +302,46 @@ mod tests {
         assert!(
             bare.len() == 1 && bare[0].contains("needs a `prefix`"),
             "{bare:?}"
+        );
+    }
+
+    #[test]
+    fn the_feast_project_is_named_once() {
+        let config = |v: serde_json::Value| -> FeatureStoreSinkConfig {
+            let mut c =
+                serde_json::json!({"entity": ["doc_id"], "offline": "f", "online": {"url": "redis://h/"}});
+            c.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+            serde_json::from_value(c).unwrap()
+        };
+        assert_eq!(config(serde_json::json!({})).project(), "sluice");
+        let repo = serde_json::json!({"feast": {"repo": "r", "project": "shop"}});
+        assert_eq!(config(repo.clone()).project(), "shop");
+        // A repo sluice does not write: the project on the online block.
+        let own = serde_json::json!({"online": {"url": "redis://h/", "project": "theirs"}});
+        assert_eq!(config(own).project(), "theirs");
+        let url = "redis://127.0.0.1:6379/";
+        assert_eq!(
+            issues(serde_json::json!({"url": url, "project": "a"})),
+            Vec::<String>::new()
+        );
+        let sluice =
+            issues(serde_json::json!({"url": url, "layout": "sluice", "prefix": "p", "project": "a"}));
+        assert!(
+            sluice.len() == 1 && sluice[0].contains("applies to Feast's layout"),
+            "{sluice:?}"
+        );
+        let mut clash = config(repo);
+        clash.online.as_mut().unwrap().project = Some("other".into());
+        let input = Schema::new(vec![
+            Field::new("doc_id", DataType::Utf8, false),
+            Field::new(EVENT_TIMESTAMP, timestamp_type(), false),
+        ]);
+        let found = clash.validate(&PlanContext::new("/"), &input);
+        assert!(
+            found
+                .iter()
+                .any(|i| i.message.contains("Feast would read nothing")),
+            "{found:?}"
         );
     }
 }
