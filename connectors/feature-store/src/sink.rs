@@ -27,6 +27,11 @@ pub struct FeatureStoreSink {
     undo: Option<String>,
     /// Where rows without an entity or an event time go.
     ctx: SinkContext,
+    /// The feature columns, and the name of each one's field in an entity's
+    /// hash: the column name, or in Feast's layout its hash (see
+    /// [`feast_layout::feature_field`]).
+    features: Vec<String>,
+    fields: Vec<Vec<u8>>,
 }
 
 impl FeatureStoreSink {
@@ -37,8 +42,23 @@ impl FeatureStoreSink {
             event_column: config.event_timestamp.clone(),
             stem: ctx.epoch_stem(),
         };
+        let features: Vec<String> = (config.features(&input).iter())
+            .map(|f| f.name().clone())
+            .collect();
+        let feast = config
+            .online
+            .as_ref()
+            .is_some_and(|o| o.layout == OnlineLayout::Feast);
+        let fields = (features.iter())
+            .map(|f| match feast {
+                true => feast_layout::feature_field(&ctx.name, f),
+                false => f.as_bytes().to_vec(),
+            })
+            .collect();
         Ok(FeatureStoreSink {
             undo: undo_key(&config, ctx),
+            features,
+            fields,
             config,
             input,
             offline,
@@ -172,14 +192,7 @@ impl FeatureStoreSink {
                 work.push((k, None));
             }
         }
-        let features = self.feature_names();
-        // The hash fields, once per epoch: a feature's name, or its Feast hash.
-        let fields: Vec<Vec<u8>> = (features.iter())
-            .map(|f| match feast {
-                true => feast_layout::feature_field(&self.name, f),
-                false => f.as_bytes().to_vec(),
-            })
-            .collect();
+        let (features, fields) = (&self.features, &self.fields);
         for b in shaped {
             let keys = (self.online_keys(b, feast)?.into_iter())
                 .map(|k| k.ok_or_else(|| ConnectorError::internal("a row with a null key was not refused")))
@@ -220,12 +233,6 @@ impl FeatureStoreSink {
             return Ok(());
         };
         online.apply(epoch, &work).await
-    }
-
-    fn feature_names(&self) -> Vec<String> {
-        (self.config.features(&self.input).iter())
-            .map(|f| f.name().clone())
-            .collect()
     }
 
     /// Each row's Redis key: Feast's serialized entity key and project (none
@@ -276,9 +283,7 @@ impl FeatureStoreSink {
                 OnlineLayout::Sluice => Layout::Sluice,
                 OnlineLayout::Feast => Layout::Feast {
                     ts_field: feast_layout::ts_field(&self.name),
-                    fields: (self.feature_names().iter())
-                        .map(|f| feast_layout::feature_field(&self.name, f))
-                        .collect(),
+                    fields: self.fields.clone(),
                 },
             };
             let store = OnlineStore::connect(&spec.url, layout, ttl, self.undo.clone()).await?;
