@@ -456,3 +456,37 @@ pub fn feast_online(repo: &Path, view: &str, rows: &Value, features: &[&str]) ->
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
 }
+
+/// Feast's online `chunk_count` in `view` for each of `doc_ids`, by doc_id
+/// (null where Feast finds none).
+pub fn feast_chunk_counts(
+    repo: &Path,
+    view: &str,
+    doc_ids: &[String],
+) -> std::collections::BTreeMap<String, Value> {
+    let rows: Vec<Value> = doc_ids
+        .iter()
+        .map(|d| serde_json::json!({ "doc_id": d }))
+        .collect();
+    (feast_online(repo, view, &rows.into(), &["chunk_count"]).into_iter())
+        .map(|r| {
+            (
+                r["doc_id"].as_str().unwrap().to_string(),
+                r["chunk_count"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Every file under `dir`, recursively; none if it does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

@@ -246,12 +246,8 @@ pub fn redis_counts(t: &Target) -> BTreeMap<String, i64> {
 /// Feast's own `get_online_features`: file name → `chunk_count` for every
 /// document the corpus ever had (`doc_ids`), null for the deleted ones.
 pub fn feast_counts(ws: &Workspace, doc_ids: &[String]) -> BTreeMap<String, serde_json::Value> {
-    let rows: Vec<serde_json::Value> = (doc_ids.iter())
-        .map(|d| serde_json::json!({ "doc_id": d }))
-        .collect();
-    util::feast_online(&ws.path("feast"), "features", &rows.into(), &["chunk_count"])
-        .into_iter()
-        .map(|r| (file(r["doc_id"].as_str().unwrap()), r["chunk_count"].clone()))
+    (util::feast_chunk_counts(&ws.path("feast"), "features", doc_ids).into_iter())
+        .map(|(doc, n)| (file(&doc), n))
         .collect()
 }
 

@@ -6,29 +6,13 @@ use crate::common::*;
 use crate::util::{self, Workspace};
 
 fn redis_hash(url: &str, key: &str) -> BTreeMap<String, String> {
-    runtime().block_on(async {
-        let client = redis::Client::open(url).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("HGETALL")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .unwrap()
-    })
+    redis_cmd(url, redis::cmd("HGETALL").arg(key))
 }
 
 /// doc_id → the online `chunk_count` Feast reads for it (null if none).
 fn feast_counts(ws: &Workspace, docs: &[&String]) -> BTreeMap<String, serde_json::Value> {
-    let rows: Vec<serde_json::Value> = docs.iter().map(|d| serde_json::json!({"doc_id": d})).collect();
-    util::feast_online(&ws.path("feast"), "doc_features", &rows.into(), &["chunk_count"])
-        .into_iter()
-        .map(|r| {
-            (
-                r["doc_id"].as_str().unwrap().to_string(),
-                r["chunk_count"].clone(),
-            )
-        })
-        .collect()
+    let docs: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
+    util::feast_chunk_counts(&ws.path("feast"), "doc_features", &docs)
 }
 
 /// Every offline row as (doc_id, chunk_count, event date folder).
@@ -182,11 +166,20 @@ fn feature_store_writes_feast_parquet_and_redis_never_goes_back_in_time() {
     }
 }
 
-fn pttl(url: &str, key: &str) -> i64 {
+fn pttl(url: &str, key: impl redis::ToRedisArgs) -> i64 {
+    redis_cmd(url, redis::cmd("PTTL").arg(key))
+}
+
+/// The keys matching `pattern`, text or Feast's binary.
+fn redis_keys(url: &str, pattern: &str) -> Vec<Vec<u8>> {
+    redis_cmd(url, redis::cmd("KEYS").arg(pattern))
+}
+
+fn redis_cmd<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
     runtime().block_on(async {
         let client = redis::Client::open(url).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap()
+        cmd.query_async(&mut conn).await.unwrap()
     })
 }
 
@@ -217,7 +210,7 @@ fn redis_features_expire_after_the_configured_ttl() {
         .as_str()
         .unwrap()
         .to_string();
-    let ms = pttl(&redis_url, &format!("{with}:{doc}"));
+    let ms = pttl(&redis_url, format!("{with}:{doc}"));
     assert!((3_500_000..=3_600_000).contains(&ms), "PTTL {ms}");
     let chunks = ws.count(
         "p.yaml",
@@ -228,7 +221,7 @@ fn redis_features_expire_after_the_configured_ttl() {
         chunks.to_string()
     );
     assert_eq!(
-        pttl(&redis_url, &format!("{without}:{doc}")),
+        pttl(&redis_url, format!("{without}:{doc}")),
         -1,
         "no ttl: no expiry"
     );
@@ -299,20 +292,9 @@ fn feast_reads_every_feature_type_under_a_two_column_entity() {
     let store = std::fs::read_to_string(ws.path("feast/feature_store.yaml")).unwrap();
     assert!(store.contains("key_ttl_seconds: 3600"), "{store}");
     // Every entity's hash expires after the sink's `ttl`, as Feast's own writes do.
-    let ttls: Vec<i64> = runtime().block_on(async {
-        let client = redis::Client::open(redis_url.as_str()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-            .arg(format!("*{project}"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let mut ttls = Vec::new();
-        for k in keys {
-            ttls.push(redis::cmd("PTTL").arg(k).query_async(&mut conn).await.unwrap());
-        }
-        ttls
-    });
+    let ttls: Vec<i64> = (redis_keys(&redis_url, &format!("*{project}")).iter())
+        .map(|k| pttl(&redis_url, k))
+        .collect();
     assert_eq!(ttls.len(), want.len(), "one hash per entity");
     assert!(
         ttls.iter().all(|t| (3_500_000..=3_600_000).contains(t)),

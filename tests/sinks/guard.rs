@@ -77,7 +77,7 @@ fn query(ws: &Workspace, sql: &str) -> Vec<Value> {
 /// Every row of the Parquet sink, read with the parquet crate.
 fn parquet_rows(ws: &Workspace) -> Vec<arrow::record_batch::RecordBatch> {
     let mut out = Vec::new();
-    for entry in walk(&ws.path("out")) {
+    for entry in crate::util::files_under(&ws.path("out")) {
         if entry.extension().is_some_and(|e| e == "parquet") {
             let file = std::fs::File::open(&entry).unwrap();
             let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -85,18 +85,6 @@ fn parquet_rows(ws: &Workspace) -> Vec<arrow::record_batch::RecordBatch> {
                 .build()
                 .unwrap();
             out.extend(reader.map(|b| b.unwrap()));
-        }
-    }
-    out
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
         }
     }
     out
