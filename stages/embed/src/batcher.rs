@@ -3,7 +3,9 @@
 //! Each input batch is queued whole. Its rows are looked up in the cache; the
 //! misses are tokenized and join a pool shared by every queued batch. Once the
 //! pool holds `sort_window` × `batch_size` rows it is sorted by token length and
-//! cut into full micro-batches, each padded only to its own longest row; a
+//! cut into full micro-batches, each padded only to its own longest row and
+//! holding at most `max_batch_tokens` padded tokens (what a forward pass
+//! allocates grows with rows × length, so long rows go fewer at a time); a
 //! partial remainder waits for more rows, for `max_wait`, or for a barrier
 //! (`flush` runs it all).
 //! A queued batch is emitted once all its rows have vectors, and batches leave in
@@ -55,6 +57,8 @@ pub struct Settings {
     pub sort_window: usize,
     pub text_column: String,
     pub batch_size: usize,
+    /// Padded tokens (rows × the longest row) a forward pass may hold.
+    pub max_batch_tokens: usize,
     pub max_wait: Duration,
     /// The output schema: the input's columns plus the embedding column.
     pub output: SchemaRef,
@@ -86,6 +90,24 @@ pub struct EmbedBatcher {
     pool: Vec<Job>,
     /// Key → index in `pool`.
     waiting: HashMap<Key, usize>,
+}
+
+/// `pool` (sorted by length) cut in order into micro-batches of at most
+/// `rows` rows and `tokens` padded tokens; a row longer than `tokens` goes alone.
+fn micro_batches(pool: &[Job], rows: usize, tokens: usize) -> Vec<&[Job]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, job) in pool.iter().enumerate() {
+        let n = i - start + 1;
+        if n > 1 && (n > rows || n * job.tokens.ids.len() > tokens) {
+            out.push(&pool[start..i]);
+            start = i;
+        }
+    }
+    if start < pool.len() {
+        out.push(&pool[start..]);
+    }
+    out
 }
 
 impl EmbedBatcher {
@@ -181,7 +203,7 @@ impl EmbedBatcher {
         pool.sort_by_key(|j| j.tokens.ids.len());
         let keep = if all { 0 } else { pool.len() % size };
         let rest = pool.split_off(pool.len() - keep);
-        for group in pool.chunks(size) {
+        for group in micro_batches(&pool, size, self.settings.max_batch_tokens) {
             let rows: Vec<&Tokens> = group.iter().map(|j| &j.tokens).collect();
             let started = Instant::now();
             let vectors = self

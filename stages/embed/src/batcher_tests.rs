@@ -68,6 +68,15 @@ fn windowed(
     sort_window: usize,
     cache: Option<EmbedCache>,
 ) -> (EmbedBatcher, Calls, Arc<EmbedMetrics>) {
+    capped(batch_size, sort_window, usize::MAX, cache)
+}
+
+fn capped(
+    batch_size: usize,
+    sort_window: usize,
+    max_batch_tokens: usize,
+    cache: Option<EmbedCache>,
+) -> (EmbedBatcher, Calls, Arc<EmbedMetrics>) {
     let encoder = WordCounter::default();
     let calls = encoder.calls.clone();
     let metrics = Arc::new(EmbedMetrics::default());
@@ -77,6 +86,7 @@ fn windowed(
         sort_window,
         text_column: "text".into(),
         batch_size,
+        max_batch_tokens,
         max_wait: Duration::from_millis(100),
         output: Arc::new(Schema::new(fields)),
     };
@@ -150,6 +160,24 @@ fn micro_batches_are_sorted_by_length_and_padded_only_to_their_longest() {
     assert_eq!(metrics.tokens.get(), 1 + 3 + 9 + 18 + 29 + 52);
     assert_eq!(metrics.truncated.get(), 1);
     assert_eq!(rows(&outs).len(), 6);
+}
+
+/// What a forward pass allocates grows with rows × length: long rows go
+/// fewer at a time, and a row past the cap goes alone.
+#[test]
+fn micro_batches_hold_at_most_max_batch_tokens_padded_tokens() {
+    let (mut b, calls, metrics) = capped(6, 1, 40, None);
+    let texts: Vec<Option<&str>> = TEXTS[..6].iter().map(|t| Some(*t)).collect();
+    let mut outs = b.push(batch(&texts)).unwrap();
+    outs.extend(b.flush().unwrap());
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls, vec![vec![1, 3, 9], vec![18], vec![29], vec![52]]);
+    assert_eq!(metrics.padded_tokens.get(), 3 * 9 + 18 + 29 + 52);
+    let expected: Vec<_> = TEXTS[..6]
+        .iter()
+        .map(|t| (Some(t.to_string()), Some(fake(t))))
+        .collect();
+    assert_eq!(rows(&outs), expected);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //!   pooling: mean            # mean | cls
 //!   normalize: true
 //!   max_tokens: 256          # longer chunks are cut, and counted
-//!   batch_size: 32           # rows per forward pass
+//!   batch_size: 32           # rows per forward pass, at most
+//!   max_batch_tokens: 2048   # and padded tokens (rows × longest) per pass, at most
 //!   max_wait: 100ms          # how long rows wait for a fuller micro-batch
 //!   threads: 0               # ONNX Runtime intra-op threads; 0 = every core
 //!   providers: [cpu]         # or [cuda, cpu] with the `cuda` feature
@@ -86,6 +87,10 @@ pub struct EmbedConfig {
     pub max_tokens: usize,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Padded tokens a forward pass may hold: what ONNX Runtime allocates for
+    /// one grows with rows × length (benches/README.md, Memory).
+    #[serde(default = "default_max_batch_tokens")]
+    pub max_batch_tokens: usize,
     #[serde(default = "default_max_wait")]
     pub max_wait: HumanDuration,
     #[serde(default)]
@@ -108,6 +113,7 @@ impl std::fmt::Debug for EmbedConfig {
             .field("pooling", &self.pooling)
             .field("max_tokens", &self.max_tokens)
             .field("batch_size", &self.batch_size)
+            .field("max_batch_tokens", &self.max_batch_tokens)
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +136,9 @@ fn default_max_tokens() -> usize {
 fn default_batch_size() -> usize {
     32
 }
+fn default_max_batch_tokens() -> usize {
+    2048
+}
 fn default_max_wait() -> HumanDuration {
     HumanDuration(Duration::from_millis(100))
 }
@@ -149,6 +158,7 @@ impl EmbedConfig {
             normalize: true,
             max_tokens: default_max_tokens(),
             batch_size: default_batch_size(),
+            max_batch_tokens: default_max_batch_tokens(),
             max_wait: default_max_wait(),
             threads: 0,
             providers: default_providers(),
@@ -192,7 +202,11 @@ pub use sluice_connector_sdk::vectors::embedding_type;
 impl StageConfig for EmbedConfig {
     fn validate(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        let positive = [("max_tokens", self.max_tokens), ("batch_size", self.batch_size)];
+        let positive = [
+            ("max_tokens", self.max_tokens),
+            ("batch_size", self.batch_size),
+            ("max_batch_tokens", self.max_batch_tokens),
+        ];
         for (key, v) in positive {
             if v == 0 {
                 issues.push(ConfigIssue::new(Some(key), "must be at least 1"));
@@ -278,6 +292,7 @@ impl StageConfig for EmbedConfig {
             normalize: self.normalize,
             max_tokens: self.max_tokens,
             batch_size: self.batch_size,
+            max_batch_tokens: self.max_batch_tokens,
             max_wait: HumanDuration(self.max_wait.0),
             threads: self.threads,
             providers: self.providers.clone(),
@@ -318,6 +333,7 @@ impl StageConfig for EmbedConfig {
                 sort_window: batcher::SORT_WINDOW,
                 text_column: self.text_column.clone(),
                 batch_size: self.batch_size,
+                max_batch_tokens: self.max_batch_tokens,
                 max_wait: self.max_wait.0,
                 output: ctx.output.clone(),
             },
