@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The image test's tools and base (tests/docker.rs): buildah and podman (rootful,
-# vfs storage), runc, and a Debian bookworm root filesystem made by mmdebstrap
-# from Debian's own packages, imported as localhost/sluice-bookworm-base. The
-# test builds docker/Dockerfile on it (BASE_IMAGE) instead of pulling
-# debian:bookworm-slim. Idempotent; prints the base image's name.
+# The image tests' tools and base (tests/docker.rs, tests/compose.rs): buildah,
+# podman (rootful, vfs storage), podman-compose with CNI's dnsname plugin (compose
+# services find each other by name), runc, and a Debian bookworm root
+# filesystem made by mmdebstrap from Debian's own packages, imported as
+# localhost/sluice-bookworm-base. The tests build docker/Dockerfile (and the
+# compose file's stand-in services) on it (BASE_IMAGE) instead of pulling from
+# a registry. Idempotent; prints the base image's name.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-apt_install buildah podman runc mmdebstrap
+apt_install buildah podman runc mmdebstrap podman-compose golang-github-containernetworking-plugin-dnsname
 TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
 IMAGE=localhost/sluice-bookworm-base:latest
 if ! podman --storage-driver vfs image exists "$IMAGE"; then

@@ -144,6 +144,14 @@ fn the_dockerfile_is_multi_stage_non_root_with_a_health_check_and_real_paths() {
     assert!(root.join(".dockerignore").exists());
 }
 
+/// `${NAME:-default}` at the start of `value`, with its default in its place.
+fn default_of(value: &str) -> String {
+    match value.strip_prefix("${").and_then(|v| v.split_once('}')) {
+        Some((var, rest)) => var.split_once(":-").map_or("", |(_, d)| d).to_string() + rest,
+        None => value.to_string(),
+    }
+}
+
 #[test]
 fn the_compose_file_parses_and_names_the_daemon_and_every_service() {
     let root = util::repo_root();
@@ -170,7 +178,8 @@ fn the_compose_file_parses_and_names_the_daemon_and_every_service() {
         .join(daemon["build"]["dockerfile"].as_str().unwrap())
         .is_file());
     for volume in daemon["volumes"].as_vec().unwrap() {
-        let host = volume.as_str().unwrap().split(':').next().unwrap();
+        let host = default_of(volume.as_str().unwrap().rsplit_once(':').unwrap().0);
+        let host = host.split(':').next().unwrap();
         if host.starts_with('.') {
             assert!(docker.join(host).exists(), "volume {host} does not exist");
         }
@@ -182,7 +191,7 @@ fn the_compose_file_parses_and_names_the_daemon_and_every_service() {
         .iter()
         .filter_map(Yaml::as_str)
         .collect();
-    assert_eq!(ports, ["8080:8080"]);
+    assert_eq!(ports, ["${SLUICE_PORT:-8080}:8080"]);
     for dep in ["postgres", "redis", "s3", "kafka"] {
         assert!(
             !daemon["depends_on"][dep].is_badvalue(),
@@ -195,7 +204,7 @@ fn the_compose_file_parses_and_names_the_daemon_and_every_service() {
 /// (crun refuses the hybrid cgroup tree), and limits no higher than the
 /// machine's (podman's defaults ask for more, which a VM without
 /// CAP_SYS_RESOURCE refuses).
-fn container(tool: &str) -> std::process::Command {
+pub(crate) fn container(tool: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(tool);
     cmd.args(["--storage-driver", "vfs"]);
     if tool == "podman" {
@@ -204,9 +213,9 @@ fn container(tool: &str) -> std::process::Command {
     cmd
 }
 
-const LIMITS: [&str; 4] = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096"];
+pub(crate) const LIMITS: [&str; 4] = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096"];
 
-fn ok(cmd: &mut std::process::Command) -> String {
+pub(crate) fn ok(cmd: &mut std::process::Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -218,9 +227,9 @@ fn ok(cmd: &mut std::process::Command) -> String {
 }
 
 /// The container and image a test made, removed however it ends.
-struct Built {
-    tag: String,
-    name: String,
+pub(crate) struct Built {
+    pub(crate) tag: String,
+    pub(crate) name: String,
 }
 
 impl Drop for Built {
@@ -241,17 +250,82 @@ impl Drop for Built {
     }
 }
 
-/// The image, built from docker/Dockerfile on a local bookworm root filesystem
-/// (`scripts/image_base.sh`) with this test's own `sluice` binary
+/// The daemon's HTTP API on 127.0.0.1:`port`, with its token.
+pub(crate) struct Api {
+    pub(crate) agent: ureq::Agent,
+    pub(crate) url: String,
+    token: String,
+}
+
+impl Api {
+    pub(crate) fn new(port: u16, token: &str) -> Api {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .into();
+        Api {
+            agent,
+            url: format!("http://127.0.0.1:{port}"),
+            token: token.to_string(),
+        }
+    }
+
+    /// Wait until pipeline `name` has finished, failing at once on `invalid`
+    /// or `backoff` and after `limit`; `logs` says what the daemon printed.
+    pub(crate) fn finished(
+        &self,
+        name: &str,
+        limit: std::time::Duration,
+        logs: impl Fn() -> String,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let status = (self.agent.get(format!("{}/v1/pipelines/{name}", self.url)))
+                .header("Authorization", format!("Bearer {}", self.token))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok());
+            if let Some(p) = status {
+                let state = p["state"].as_str().unwrap_or("");
+                assert!(!["invalid", "backoff"].contains(&state), "{p}\n{}", logs());
+                if state == "finished" {
+                    return p;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon never finished `{name}`; its log:\n{}",
+                logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// `query` over pipeline `pipeline`'s tables, through `POST /v1/sql`: the rows.
+    pub(crate) fn sql(&self, pipeline: &str, query: &str) -> serde_json::Value {
+        let mut resp = (self.agent.post(format!("{}/v1/sql", self.url)))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .send(serde_json::json!({"pipeline": pipeline, "format": "json", "query": query}).to_string())
+            .unwrap();
+        let body = resp.body_mut().read_to_string().unwrap();
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("{query}: {body}"))
+    }
+}
+
+/// buildah, podman and the local bookworm base (`scripts/image_base.sh`):
+/// the base image's name.
+pub(crate) fn base_image(root: &std::path::Path) -> String {
+    let out = ok(std::process::Command::new("bash").arg(root.join("scripts/image_base.sh")));
+    out.lines().last().unwrap().to_string()
+}
+
+/// docker/Dockerfile built on `base` with this test's own `sluice` binary
 /// (`SLUICE_FROM=prebuilt`: compiling a release build inside the image would
-/// take over an hour on these machines), started with a token, healthy, running
-/// a pipeline mounted into it over the repository's corpus; the result is read
-/// back through the daemon's SQL API and from the Parquet files it wrote.
-#[test]
-fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
-    let root = util::repo_root();
-    let base = ok(std::process::Command::new("bash").arg(root.join("scripts/image_base.sh")));
-    let base = base.lines().last().unwrap().to_string();
+/// take over an hour on these machines) and the models set-up fetched.
+pub(crate) fn build_image(root: &std::path::Path, base: &str) -> Built {
     let ctx = tempfile::tempdir().unwrap();
     let prebuilt = ctx.path().join("prebuilt");
     std::fs::create_dir_all(prebuilt.join("bin")).unwrap();
@@ -276,7 +350,6 @@ fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
         tag: format!("localhost/sluice-test:{unique}"),
         name: unique,
     };
-    let started = std::time::Instant::now();
     ok(container("buildah")
         .args(["bud", "--format", "docker", "--isolation", "chroot"])
         .args(LIMITS)
@@ -284,6 +357,18 @@ fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
         .args(["--build-arg", "SLUICE_FROM=prebuilt", "-t", &built.tag, "-f"])
         .arg(root.join("docker/Dockerfile"))
         .arg(ctx.path()));
+    built
+}
+
+/// The image (see [`build_image`]), started with a token, healthy, running
+/// a pipeline mounted into it over the repository's corpus; the result is read
+/// back through the daemon's SQL API and from the Parquet files it wrote.
+#[test]
+fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
+    let root = util::repo_root();
+    let base = base_image(&root);
+    let started = std::time::Instant::now();
+    let built = build_image(&root, &base);
     let size = ok(container("podman").args(["image", "inspect", "--format", "{{.Size}}", &built.tag]));
     eprintln!(
         "image built in {:.0?}: {} MB",
@@ -321,43 +406,14 @@ fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
         .args(["-v", &volume(&root.join("pipelines/data"), "/data:ro")])
         .args(["-v", &volume(&out, "/var/lib/sluice/out")])
         .arg(&built.tag));
-    let url = format!("http://127.0.0.1:{port}");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .into();
+    let api = Api::new(port, "image-test-token");
     let logs = || {
         ok(container("podman")
             .args(["logs", &built.name])
             .stderr(std::process::Stdio::piped()))
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let pipeline = loop {
-        let status = agent
-            .get(format!("{url}/v1/pipelines/docs"))
-            .header("Authorization", "Bearer image-test-token")
-            .call()
-            .ok()
-            .filter(|r| r.status() == 200)
-            .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok());
-        if let Some(p) = status {
-            assert!(
-                !["invalid", "backoff"].contains(&p["state"].as_str().unwrap_or("")),
-                "{p}\n{}",
-                logs()
-            );
-            if p["state"] == "finished" {
-                break p;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon never ran the pipeline; its log:\n{}",
-            logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    let pipeline = api.finished("docs", std::time::Duration::from_secs(90), logs);
+    let (agent, url) = (&api.agent, &api.url);
     let health = agent.get(format!("{url}/healthz")).call().unwrap();
     assert_eq!(health.status(), 200);
     let refused = agent.get(format!("{url}/v1/pipelines")).call().unwrap();
@@ -365,20 +421,11 @@ fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
     // The image's own health check (curl inside it) passes.
     ok(container("podman").args(["healthcheck", "run", &built.name]));
 
-    let files: Vec<String> = walk(&root.join("pipelines/data"));
-    let mut resp = agent
-        .post(format!("{url}/v1/sql"))
-        .header("Authorization", "Bearer image-test-token")
-        .header("Content-Type", "application/json")
-        .send(
-            serde_json::json!({"pipeline": "docs", "format": "json", "query":
-                "SELECT count(DISTINCT doc_id) AS docs, count(*) AS chunks, min(array_length(embedding)) AS dims FROM out"})
-            .to_string(),
-        )
-        .unwrap();
-    let body = resp.body_mut().read_to_string().unwrap();
-    let rows: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}; {pipeline}"));
+    let files = util::files_under(&root.join("pipelines/data"));
+    let rows = api.sql(
+        "docs",
+        "SELECT count(DISTINCT doc_id) AS docs, count(*) AS chunks, min(array_length(embedding)) AS dims FROM out",
+    );
     let dead = pipeline["dead_letters"].as_u64().unwrap_or(0) as usize;
     assert_eq!(
         rows[0]["docs"].as_u64().unwrap() as usize + dead,
@@ -388,7 +435,10 @@ fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
     assert_eq!(rows[0]["dims"], 384, "{rows}");
     // The files on the host, read with parquet's own reader, hold the same rows.
     let mut written = 0;
-    for f in walk(&out).iter().filter(|f| f.ends_with(".parquet")) {
+    for f in util::files_under(&out)
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+    {
         let file = std::fs::File::open(f).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
@@ -398,18 +448,4 @@ fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
     }
     assert_eq!(written as u64, rows[0]["chunks"].as_u64().unwrap(), "{rows}");
     drop(built);
-}
-
-/// Every file under `dir`, recursively.
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }

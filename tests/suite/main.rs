@@ -11,6 +11,8 @@ mod backfill;
 mod backpressure;
 #[path = "../chunk_props.rs"]
 mod chunk_props;
+#[path = "../compose.rs"]
+mod compose;
 #[path = "../dlq.rs"]
 mod dlq;
 #[path = "../docker.rs"]
