@@ -11,9 +11,6 @@ use std::process::Command;
 use crate::docker::{base_image, build_image, container, ok, Api, LIMITS};
 use crate::util;
 
-/// podman's global options, as [`container`] passes them.
-const PODMAN_ARGS: &str = "--storage-driver vfs --runtime runc --cgroup-manager cgroupfs";
-
 /// The stand-in services' image, built once per content of `tests/compose/`
 /// and the tansu binary, and kept (a later run reuses it).
 fn standin_image(root: &Path, base: &str) -> String {
@@ -81,7 +78,10 @@ impl Project {
     fn compose(&self, args: &[&str]) -> Command {
         let root = util::repo_root();
         let mut cmd = Command::new("podman-compose");
-        cmd.args(["--podman-args", PODMAN_ARGS])
+        // podman's global options, as [`container`] passes them.
+        let podman = container("podman");
+        let global: Vec<&str> = podman.get_args().filter_map(|a| a.to_str()).collect();
+        cmd.args(["--podman-args", &global.join(" ")])
             .args(["--podman-run-args", &LIMITS.join(" ")])
             .args(["-p", &self.name, "-f"])
             .arg(root.join("docker/compose.yaml"))
