@@ -74,6 +74,20 @@ fn tansu_binary() -> PathBuf {
     tools.join("bin/tansu")
 }
 
+/// Makes the pipeline's bucket, once moto's S3 server answers.
+const BUCKET: &str = "import boto3, time
+s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:5000', aws_access_key_id='test',
+                  aws_secret_access_key='test', region_name='us-east-1')
+for _ in range(100):
+    try:
+        s3.create_bucket(Bucket='compose')
+        break
+    except Exception:
+        time.sleep(0.2)
+else:
+    raise SystemExit('the S3 stand-in never answered')
+";
+
 /// A compose project, taken down with its volumes however the test ends.
 struct Project {
     name: String,
@@ -117,6 +131,24 @@ impl Project {
             let state = String::from_utf8_lossy(&state.stdout);
             assert_eq!(state.trim(), "running", "{service} is not running:\n{out}");
         }
+    }
+
+    /// The four services, each running, the bucket made and PostgreSQL
+    /// accepting connections: the daemon starts its pipeline at once.
+    fn start_services(&self) {
+        // The services first: the bucket the pipeline writes to must exist
+        // before the daemon starts it.
+        self.up(&["postgres", "redis", "s3", "kafka"]);
+        self.exec("s3", &["/opt/venv/bin/python", "-c", BUCKET]);
+        // podman-compose 1.0.3 does not wait for `service_healthy`: the test does.
+        self.exec(
+            "postgres",
+            &[
+                "sh",
+                "-c",
+                "for i in $(seq 100); do pg_isready -U postgres -q && exit 0; sleep 0.2; done; exit 1",
+            ],
+        );
     }
 
     /// The container of `service`, as podman-compose names it.
@@ -196,31 +228,7 @@ fn compose_starts_the_daemon_and_its_services_and_a_pipeline_writes_to_each_by_n
             ("SLUICE_STANDIN_IMAGE".into(), standins),
         ],
     };
-    // The services first: the bucket the pipeline writes to must exist
-    // before the daemon starts it.
-    project.up(&["postgres", "redis", "s3", "kafka"]);
-    let bucket = "import boto3, time
-s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:5000', aws_access_key_id='test',
-                  aws_secret_access_key='test', region_name='us-east-1')
-for _ in range(100):
-    try:
-        s3.create_bucket(Bucket='compose')
-        break
-    except Exception:
-        time.sleep(0.2)
-else:
-    raise SystemExit('the S3 stand-in never answered')
-";
-    project.exec("s3", &["/opt/venv/bin/python", "-c", bucket]);
-    // podman-compose 1.0.3 does not wait for `service_healthy`: the test does.
-    project.exec(
-        "postgres",
-        &[
-            "sh",
-            "-c",
-            "for i in $(seq 100); do pg_isready -U postgres -q && exit 0; sleep 0.2; done; exit 1",
-        ],
-    );
+    project.start_services();
     project.up(&["sluice"]);
 
     let api = Api::new(port, token);
@@ -233,8 +241,14 @@ else:
     };
     let pipeline = api.finished("compose", std::time::Duration::from_secs(180), logs);
     let files = util::files_under(&root.join("pipelines/data")).len() as u64;
-    let dead = pipeline["dead_letters"].as_u64().unwrap_or(0);
+    read_back(&project, &api, &pipeline, files);
+    drop(project);
+    drop(built);
+}
 
+/// Each store holds the pipeline's output, read with its own client.
+fn read_back(project: &Project, api: &Api, pipeline: &serde_json::Value, files: u64) {
+    let dead = pipeline["dead_letters"].as_u64().unwrap_or(0);
     // PostgreSQL and LanceDB on S3, through the daemon's SQL API (each
     // sink's own client), hold the same chunks of every document.
     let count = |table: &str| {
@@ -284,6 +298,4 @@ else:
         listed.trim(),
         keys.trim()
     );
-    drop(project);
-    drop(built);
 }
