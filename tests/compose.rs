@@ -167,6 +167,12 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "-v"]).output();
+        // podman-compose 1.0.3 leaves the project's network behind, and each
+        // holds one of CNI's 10.89.x.0/24 subnets.
+        let network = format!("{}_default", self.name);
+        let _ = container("podman")
+            .args(["network", "rm", "-f", &network])
+            .output();
     }
 }
 
@@ -242,7 +248,13 @@ fn compose_starts_the_daemon_and_its_services_and_a_pipeline_writes_to_each_by_n
     let pipeline = api.finished("compose", std::time::Duration::from_secs(180), logs);
     let files = util::files_under(&root.join("pipelines/data")).len() as u64;
     read_back(&project, &api, &pipeline, files);
+    let network = format!("{}_default", project.name);
     drop(project);
+    let left = container("podman")
+        .args(["network", "exists", &network])
+        .status()
+        .unwrap();
+    assert!(!left.success(), "network {network} left behind");
     drop(built);
 }
 
