@@ -87,9 +87,11 @@ def row(name, ms):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--bin", default=os.path.join(TARGET, "debug", "sluice"),
+                    help="the sluice binary to measure (to compare two builds)")
     args = ap.parse_args()
     pg = os.environ["SLUICE_TEST_PG_URL"]
-    bin = os.path.join(TARGET, "debug", "sluice")
+    bin = args.bin
     work = tempfile.mkdtemp(prefix="sluice-search-bench-")
     os.makedirs(f"{work}/data")
     os.makedirs(f"{work}/pipelines")

@@ -119,12 +119,8 @@ fn lancedb_keeps_the_checkpoint_contract() {
     check(config, schema(), rows(0, 6), rows(6, 10), || {
         let uri = uri.clone();
         async move {
-            let db = lancedb::connect(&uri).execute().await.unwrap();
-            Ok(db
-                .open_table("t")
-                .execute()
+            Ok(util::lance_open(&uri, "t", &[])
                 .await
-                .unwrap()
                 .count_rows(None)
                 .await
                 .unwrap())
@@ -157,15 +153,16 @@ fn an_older_lancedb_table_gains_the_writer_column() {
         let mut columns = old.columns().to_vec();
         columns.push(Arc::new(arrow::array::Int64Array::from(vec![1, 1, 2, 2])));
         let old = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-        let db = lancedb::connect(&uri).execute().await.unwrap();
-        db.create_table("t", old).execute().await.unwrap();
+        let path = format!("{uri}/t.lance");
+        let old = arrow::record_batch::RecordBatchIterator::new([Ok(old.clone())], old.schema());
+        lance::Dataset::write(old, path.as_str(), None).await.unwrap();
 
         let mut sink = config.build(&ctx, schema()).unwrap();
         sink.open(1).await.unwrap();
         sink.write(3, rows(10, 12)).await.unwrap();
         sink.commit(3).await.unwrap();
 
-        let table = db.open_table("t").execute().await.unwrap();
+        let table = util::lance_open(&uri, "t", &[]).await;
         let count = |filter: String| {
             let table = table.clone();
             async move { table.count_rows(Some(filter)).await.unwrap() }

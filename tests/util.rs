@@ -490,3 +490,27 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// LanceDB table `table` of the database at `uri` (`<uri>/<table>.lance`),
+/// opened with the Lance format's own reader.
+pub async fn lance_open(uri: &str, table: &str, options: &[(String, String)]) -> lance::Dataset {
+    lance::dataset::builder::DatasetBuilder::from_uri(format!("{uri}/{table}.lance"))
+        .with_storage_options(options.iter().cloned().collect())
+        .load()
+        .await
+        .unwrap_or_else(|e| panic!("LanceDB table `{table}` at {uri}: {e}"))
+}
+
+/// The `columns` of every row of LanceDB table `table` at `uri`.
+pub async fn lance_select(
+    uri: &str,
+    options: &[(String, String)],
+    table: &str,
+    columns: &[&str],
+) -> Vec<arrow::record_batch::RecordBatch> {
+    use futures::TryStreamExt;
+    let t = lance_open(uri, table, options).await;
+    let mut scan = t.scan();
+    scan.project(columns).unwrap();
+    scan.try_into_stream().await.unwrap().try_collect().await.unwrap()
+}

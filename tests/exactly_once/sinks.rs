@@ -121,7 +121,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The local LanceDB table `./lance`, through the `lancedb` crate.
+/// The local LanceDB table `./lance`, read with the `lance` crate.
 pub fn lance_rows(ws: &Workspace) -> Vec<Row> {
     lance_rows_at(&ws.path("lance").to_string_lossy(), &[])
 }
@@ -129,29 +129,8 @@ pub fn lance_rows(ws: &Workspace) -> Vec<Row> {
 /// The LanceDB table `chunks` at `uri`; every row has a 384-d vector.
 pub fn lance_rows_at(uri: &str, options: &[(String, String)]) -> Vec<Row> {
     use arrow::array::{Array, AsArray};
-    use futures::TryStreamExt;
-    use lancedb::query::{ExecutableQuery, QueryBase};
-    let batches: Vec<arrow::record_batch::RecordBatch> = runtime().block_on(async {
-        let db = lancedb::connect(uri)
-            .storage_options(options.iter().cloned())
-            .execute()
-            .await
-            .unwrap();
-        let t = db.open_table("chunks").execute().await.unwrap();
-        t.query()
-            .select(lancedb::query::Select::columns(&[
-                "doc_id",
-                "chunk_index",
-                "text",
-                "embedding",
-            ]))
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    });
+    let columns = ["doc_id", "chunk_index", "text", "embedding"];
+    let batches = runtime().block_on(crate::util::lance_select(uri, options, "chunks", &columns));
     let mut rows = Vec::new();
     for b in &batches {
         let docs = b.column(0).as_string::<i32>();

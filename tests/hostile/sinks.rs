@@ -117,8 +117,8 @@ sinks:
         names(["good1.txt", "good2.txt", "notime.txt"])
     );
 
-    // LanceDB, through Lance's own reader (sluice sql's table provider is the
-    // lancedb crate's).
+    // LanceDB, as `sluice sql` reads it (the sink's table, through Lance's
+    // own scanner).
     let in_lance = ws.query("p.yaml", "SELECT DISTINCT doc_id FROM lance");
     assert_eq!(
         names(in_lance.iter().map(|r| r["doc_id"].as_str().unwrap())),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Read a LanceDB table that sluice wrote with the Python `lancedb` package.
-Prints JSON: the row count, the sorted chunk ids, and the top hit of a vector
-search for the vector given on stdin (a JSON list).
+Prints JSON: the row count, the sorted chunk ids, and the top hit of a cosine
+vector search for the vector given on stdin (a JSON list), with its distance.
 
     echo '[0.1, ...]' | python3 tests/python/lancedb_read.py URI TABLE [OPTIONS_JSON]
 

@@ -153,7 +153,7 @@ pub fn search_own_text(ws: &Workspace) -> (Vec<serde_json::Value>, serde_json::V
 }
 
 /// The `columns` of every row of the LanceDB table `chunks` at `uri`, read
-/// with the `lancedb` crate.
+/// with the `lance` crate.
 pub fn lance_select(
     rt: &tokio::runtime::Runtime,
     uri: &str,
@@ -171,25 +171,5 @@ pub fn lance_select_from(
     table: &str,
     columns: &[&str],
 ) -> Vec<arrow::record_batch::RecordBatch> {
-    rt.block_on(async {
-        use futures::TryStreamExt;
-        use lancedb::query::{ExecutableQuery, QueryBase};
-        lancedb::connect(uri)
-            .storage_options(options.iter().cloned())
-            .execute()
-            .await
-            .unwrap()
-            .open_table(table)
-            .execute()
-            .await
-            .unwrap()
-            .query()
-            .select(lancedb::query::Select::columns(columns))
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    })
+    rt.block_on(crate::util::lance_select(uri, options, table, columns))
 }

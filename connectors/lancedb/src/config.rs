@@ -184,6 +184,7 @@ impl SinkConfig for LanceDbSinkConfig {
                 table: self.table.clone(),
                 options: self.storage_options(),
                 schema: table_schema(input),
+                embedding: self.embedding_column.clone(),
                 full_text: self.full_text.is_some(),
                 metric: self.index.as_ref().map_or(Metric::Cosine, |i| i.metric),
             },
@@ -214,11 +215,7 @@ impl SinkConfig for LanceDbSinkConfig {
             self.table.clone(),
         );
         Some(Box::pin(async move {
-            let db = crate::connect(&uri, &options).await?;
-            match db.drop_table(&table, &[]).await {
-                Ok(()) | Err(lancedb::Error::TableNotFound { .. }) => Ok(()),
-                Err(e) => Err(crate::sink::lance_err(format!("dropping table `{table}`"), e)),
-            }
+            crate::drop_table(&uri, &table, &options).await
         }))
     }
 

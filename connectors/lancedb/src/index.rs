@@ -2,13 +2,22 @@
 //! configured size (or now, by `sluice index rebuild`), and the full-text
 //! index of a sink with `full_text`, built after the first write and brought
 //! up to date once many rows are not in it. Rows an index does not cover yet
-//! are still searched (LanceDB scans them), only slower.
+//! are still searched (Lance scans them), only slower.
+//!
+//! The parameters are LanceDB's defaults for the same index types, so a table
+//! indexed here is indexed as LanceDB would have done it.
 
-use lancedb::index::scalar::FtsIndexBuilder;
-use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
-use lancedb::index::Index;
-use lancedb::table::{OptimizeAction, OptimizeOptions};
-use lancedb::DistanceType;
+use lance::index::vector::VectorIndexParams;
+use lance::index::DatasetIndexExt;
+use lance::Dataset;
+use lance_index::optimize::OptimizeOptions;
+use lance_index::scalar::InvertedIndexParams;
+use lance_index::vector::hnsw::builder::HnswBuildParams;
+use lance_index::vector::ivf::IvfBuildParams;
+use lance_index::vector::pq::PQBuildParams;
+use lance_index::vector::sq::builder::SQBuildParams;
+use lance_index::IndexType as LanceIndexType;
+use lance_linalg::distance::DistanceType;
 use sluice_connector_sdk::{ConnectorError, Metric, Result};
 
 use crate::config::{IndexSpec, IndexType, LanceDbSinkConfig};
@@ -17,6 +26,42 @@ use crate::sink::{lance_err, LanceDbSink};
 /// Fold new rows into the full-text index once this many are outside it
 /// (and at least a quarter of the indexed rows).
 const TEXT_REINDEX_ROWS: usize = 10_000;
+
+/// One index of a table, as far as the sink needs to know it.
+pub(crate) struct IndexInfo {
+    /// Lance's name for its type, upper case (`IVF_PQ`, `INVERTED`, ...).
+    pub kind: String,
+    pub columns: Vec<String>,
+    pub rows_indexed: u64,
+}
+
+impl IndexInfo {
+    pub fn is_full_text(&self) -> bool {
+        matches!(self.kind.as_str(), "INVERTED" | "FTS")
+    }
+}
+
+/// The table's indexes (Lance's internal ones, which have no columns, left out).
+pub(crate) async fn indexes(table: &Dataset) -> Result<Vec<IndexInfo>> {
+    let all = table
+        .describe_indices(None)
+        .await
+        .map_err(|e| lance_err("listing indexes", e))?;
+    let schema = table.schema();
+    Ok(all
+        .iter()
+        .map(|d| IndexInfo {
+            kind: d.index_type().to_uppercase(),
+            columns: d
+                .field_ids()
+                .iter()
+                .filter_map(|id| schema.field_by_id(*id as i32).map(|f| f.name.clone()))
+                .collect(),
+            rows_indexed: d.rows_indexed(),
+        })
+        .filter(|i| !i.columns.is_empty())
+        .collect())
+}
 
 impl LanceDbSink {
     /// Build the vector index once the table holds `after_rows` rows.
@@ -27,13 +72,10 @@ impl LanceDbSink {
         if self.indexed {
             return Ok(());
         }
-        let table = self.table()?;
         let column = self.config.embedding_column.clone();
-        let existing = table
-            .list_indices()
-            .await
-            .map_err(|e| lance_err("listing indexes", e))?;
-        if existing.iter().any(|i| i.columns.contains(&column)) {
+        let name = self.ctx.name.clone();
+        let table = self.table()?;
+        if indexes(table).await?.iter().any(|i| i.columns.contains(&column)) {
             self.indexed = true;
             return Ok(());
         }
@@ -44,14 +86,8 @@ impl LanceDbSink {
         if rows < spec.after_rows {
             return Ok(());
         }
-        let index = index_for(&spec);
-        tracing::info!(sink = %self.ctx.name, rows, "building the {:?} index on `{column}`", spec.kind);
-        table
-            .create_index(&[column.as_str()], index)
-            .replace(true)
-            .execute()
-            .await
-            .map_err(|e| lance_err("building the vector index", e))?;
+        tracing::info!(sink = %name, rows, "building the {:?} index on `{column}`", spec.kind);
+        build_vector_index(table, &column, &spec).await?;
         self.indexed = true;
         Ok(())
     }
@@ -62,36 +98,39 @@ impl LanceDbSink {
         let Some(ft) = self.config.full_text.clone() else {
             return Ok(());
         };
-        let table = self.table()?.clone();
-        let existing = table
-            .list_indices()
-            .await
-            .map_err(|e| lance_err("listing indexes", e))?;
+        let name = self.ctx.name.clone();
+        let table = self.table()?;
+        let existing = indexes(table).await?;
         let Some(index) = existing
             .iter()
-            .find(|i| i.columns == [ft.column.clone()] && i.index_type == lancedb::index::IndexType::FTS)
+            .find(|i| i.columns == [ft.column.clone()] && i.is_full_text())
         else {
-            let params = FtsIndexBuilder::default()
+            let params = InvertedIndexParams::default()
                 .language(&ft.language.title())
                 .map_err(|e| ConnectorError::internal("the full-text language").with_source(e))?;
-            tracing::info!(sink = %self.ctx.name, "building the full-text index on `{}`", ft.column);
+            tracing::info!(sink = %name, "building the full-text index on `{}`", ft.column);
             return table
-                .create_index(&[ft.column.as_str()], Index::FTS(params))
-                .execute()
+                .create_index(
+                    &[ft.column.as_str()],
+                    LanceIndexType::Inverted,
+                    None,
+                    &params,
+                    false,
+                )
                 .await
+                .map(|_| ())
                 .map_err(|e| lance_err("building the full-text index", e));
         };
-        let Some(stats) = table
-            .index_stats(&index.name)
+        let rows = table
+            .count_rows(None)
             .await
-            .map_err(|e| lance_err("reading the full-text index's statistics", e))?
-        else {
-            return Ok(());
-        };
-        if stats.num_unindexed_rows >= TEXT_REINDEX_ROWS.max(stats.num_indexed_rows / 4) {
-            tracing::info!(sink = %self.ctx.name, rows = stats.num_unindexed_rows, "adding new rows to the indexes");
+            .map_err(|e| lance_err("counting rows", e))?;
+        let indexed = index.rows_indexed as usize;
+        let outside = rows.saturating_sub(indexed);
+        if outside >= TEXT_REINDEX_ROWS.max(indexed / 4) {
+            tracing::info!(sink = %name, rows = outside, "adding new rows to the indexes");
             table
-                .optimize(OptimizeAction::Index(OptimizeOptions::default()))
+                .optimize_indices(&OptimizeOptions::default())
                 .await
                 .map_err(|e| lance_err("adding new rows to the indexes", e))?;
         }
@@ -99,7 +138,7 @@ impl LanceDbSink {
     }
 }
 
-/// LanceDB's name for a metric.
+/// Lance's name for a metric.
 pub fn distance(metric: Metric) -> DistanceType {
     match metric {
         Metric::Cosine => DistanceType::Cosine,
@@ -108,12 +147,54 @@ pub fn distance(metric: Metric) -> DistanceType {
     }
 }
 
-fn index_for(spec: &IndexSpec) -> Index {
-    let distance = distance(spec.metric);
-    match spec.kind {
-        IndexType::IvfPq => Index::IvfPq(IvfPqIndexBuilder::default().distance_type(distance)),
-        IndexType::Hnsw => Index::IvfHnswSq(IvfHnswSqIndexBuilder::default().distance_type(distance)),
+/// LanceDB's number of PQ sub-vectors for a dimension.
+fn sub_vectors(dim: usize) -> usize {
+    if dim.is_multiple_of(16) {
+        dim / 16
+    } else if dim.is_multiple_of(8) {
+        dim / 8
+    } else {
+        1
     }
+}
+
+/// The vector index's parameters, as LanceDB sets them for the same type.
+fn vector_params(spec: &IndexSpec, dim: usize) -> VectorIndexParams {
+    let distance = distance(spec.metric);
+    let ivf = IvfBuildParams::default();
+    match spec.kind {
+        IndexType::IvfPq => {
+            let mut pq = PQBuildParams::new(sub_vectors(dim), 8);
+            pq.max_iters = ivf.max_iters;
+            VectorIndexParams::with_ivf_pq_params(distance, ivf, pq)
+        }
+        IndexType::Hnsw => {
+            let hnsw = HnswBuildParams::default().num_edges(20).ef_construction(300);
+            let sq = SQBuildParams {
+                sample_rate: ivf.sample_rate,
+                ..Default::default()
+            };
+            VectorIndexParams::with_ivf_hnsw_sq_params(distance, ivf, hnsw, sq)
+        }
+    }
+}
+
+/// Build (or replace) the vector index on `column`.
+async fn build_vector_index(table: &mut Dataset, column: &str, spec: &IndexSpec) -> Result<()> {
+    let dim = match table.schema().field(column).map(|f| f.data_type()) {
+        Some(arrow::datatypes::DataType::FixedSizeList(_, d)) => d as usize,
+        _ => {
+            return Err(ConnectorError::user(format!(
+                "`{column}` is not a fixed-size vector column"
+            )))
+        }
+    };
+    let params = vector_params(spec, dim);
+    table
+        .create_index(&[column], LanceIndexType::Vector, None, &params, true)
+        .await
+        .map(|_| ())
+        .map_err(|e| lance_err("building the vector index", e))
 }
 
 /// Build (or replace) the vector index of the sink's table now, whatever its size.
@@ -124,23 +205,17 @@ pub async fn rebuild_index(uri: &str, config: &LanceDbSinkConfig) -> Result<Stri
         metric: Metric::Cosine,
         after_rows: 0,
     });
-    let db = crate::connect(uri, &config.storage_options()).await?;
-    let table = db.open_table(&config.table).execute().await.map_err(|e| {
-        lance_err(
-            format!("opening `{}` (has the pipeline run yet?)", config.table),
-            e,
-        )
-    })?;
+    let Some(mut table) = crate::open(uri, &config.table, &config.storage_options()).await? else {
+        return Err(ConnectorError::user(format!(
+            "no table `{}` at {uri} (has the pipeline run yet?)",
+            config.table
+        )));
+    };
     let rows = table
         .count_rows(None)
         .await
         .map_err(|e| lance_err("counting rows", e))?;
-    table
-        .create_index(&[config.embedding_column.as_str()], index_for(&spec))
-        .replace(true)
-        .execute()
-        .await
-        .map_err(|e| lance_err("building the vector index", e))?;
+    build_vector_index(&mut table, &config.embedding_column, &spec).await?;
     Ok(format!(
         "built a {:?} index ({:?}) on `{}` over {rows} rows",
         spec.kind, spec.metric, config.embedding_column

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use arrow::array::Float32Array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
-use lancedb::index::scalar::FullTextSearchQuery;
-use lancedb::query::{ExecutableQuery, QueryBase};
-use lancedb::Table;
+use lance::dataset::scanner::Scanner;
+use lance::Dataset;
+use lance_datafusion::exec::{execute_plan, LanceExecutionOptions};
+use lance_index::scalar::FullTextSearchQuery;
 use sluice_connector_sdk::read::filter::SqlDialect;
 use sluice_connector_sdk::read::{conform, BatchStream, Filter, SinkTable, DISTANCE, SCORE};
 use sluice_connector_sdk::{ConnectorError, Result};
@@ -23,6 +25,8 @@ pub struct LanceTable {
     /// What the sink writes (its input, less `op` and `content`, plus `epoch`
     /// and `sluice_writer`).
     pub schema: SchemaRef,
+    /// The vector column searches go to.
+    pub embedding: String,
     /// The sink keeps a full-text index.
     pub full_text: bool,
     /// The distance searches use (the index's; cosine without one).
@@ -39,19 +43,14 @@ impl std::fmt::Debug for LanceTable {
     }
 }
 
-fn err(what: String) -> impl FnOnce(lancedb::Error) -> ConnectorError {
+fn err(what: String) -> impl FnOnce(lance::Error) -> ConnectorError {
     move |e| ConnectorError::external(what).with_source(e)
 }
 
 impl LanceTable {
     /// The table, or none when the sink has not created it yet.
-    async fn open(&self) -> Result<Option<Table>> {
-        let db = crate::connect(&self.uri, &self.options).await?;
-        match db.open_table(&self.table).execute().await {
-            Ok(t) => Ok(Some(t)),
-            Err(lancedb::Error::TableNotFound { .. }) => Ok(None),
-            Err(e) => Err(err(format!("opening `{}` at {}", self.table, self.uri))(e)),
-        }
+    async fn open(&self) -> Result<Option<Dataset>> {
+        crate::open(&self.uri, &self.table, &self.options).await
     }
 }
 
@@ -66,7 +65,7 @@ impl SinkTable for LanceTable {
             return Ok(Box::pin(futures::stream::empty()));
         };
         let what = format!("reading `{}`", self.table);
-        let rows = table.query().execute().await.map_err(err(what.clone()))?;
+        let rows = table.scan().try_into_stream().await.map_err(err(what.clone()))?;
         let schema = self.schema.clone();
         Ok(rows
             .map(move |b| b.map_err(err(what.clone())).and_then(|b| conform(&b, &schema)))
@@ -82,17 +81,16 @@ impl SinkTable for LanceTable {
             return Ok(Vec::new());
         };
         let what = || format!("searching `{}`", self.table);
-        let mut query = table
-            .vector_search(vector)
+        // Lance sizes its candidate lists from k: no more than the table holds.
+        let rows = table.count_rows(None).await.map_err(err(what()))?;
+        let mut scanner = table.scan();
+        scanner
+            .nearest(&self.embedding, &Float32Array::from(vector), k.min(rows.max(1)))
             .map_err(err(what()))?
-            .distance_type(crate::index::distance(self.metric))
-            .limit(k);
-        if let Some(f) = filter {
-            // Before the search (LanceDB's default), so `k` matching rows come back.
-            query = query.only_if(f.to_sql(&LANCE_SQL));
-        }
-        let rows = query.execute().await.map_err(err(what()))?;
-        self.ranked(rows, DISTANCE, what()).await
+            .distance_metric(crate::index::distance(self.metric));
+        // Before the search (LanceDB's default), so `k` matching rows come back.
+        self.limit(&mut scanner, k, filter).map_err(err(what()))?;
+        self.ranked(&scanner, DISTANCE, what()).await
     }
 
     fn can_match_text(&self) -> bool {
@@ -104,47 +102,53 @@ impl SinkTable for LanceTable {
             return Ok(Vec::new());
         };
         let what = || format!("searching the text of `{}`", self.table);
-        let mut query = table
-            .query()
+        let mut scanner = table.scan();
+        scanner
             .full_text_search(FullTextSearchQuery::new(text.to_string()))
-            .limit(k);
-        if let Some(f) = filter {
-            query = query.only_if(f.to_sql(&LANCE_SQL));
-        }
-        let rows = match query.execute().await {
-            Ok(rows) => rows,
+            .map_err(err(what()))?;
+        self.limit(&mut scanner, k, filter).map_err(err(what()))?;
+        match self.ranked(&scanner, SCORE, what()).await {
+            Ok(rows) => Ok(rows),
             // The first epoch builds the index: before it, no row can match.
-            Err(e) if self.no_text_index_yet(&table).await => {
+            Err(e) if no_text_index(&table).await => {
                 tracing::debug!("no full-text index on `{}` yet: {e}", self.table);
-                return Ok(Vec::new());
+                Ok(Vec::new())
             }
-            Err(e) => return Err(err(what())(e)),
-        };
-        self.ranked(rows, SCORE, what()).await
+            Err(e) => Err(e),
+        }
     }
 }
 
+async fn no_text_index(table: &Dataset) -> bool {
+    crate::index::indexes(table)
+        .await
+        .is_ok_and(|all| !all.iter().any(|i| i.is_full_text()))
+}
+
 impl LanceTable {
+    /// At most `k` rows, of those `filter` keeps, filtered before the search.
+    fn limit(&self, scanner: &mut Scanner, k: usize, filter: Option<&Filter>) -> lance::Result<()> {
+        scanner.limit(Some(k as i64), None)?.prefilter(true);
+        if let Some(f) = filter {
+            scanner.filter(&f.to_sql(&LANCE_SQL))?;
+        }
+        Ok(())
+    }
+
     /// The rows of a search in the table's schema, with its Float32 `extra`
-    /// column (LanceDB's own `_distance` or `_score`) after them.
-    async fn ranked(
-        &self,
-        rows: lancedb::arrow::SendableRecordBatchStream,
-        extra: &str,
-        what: String,
-    ) -> Result<Vec<RecordBatch>> {
-        let batches: Vec<RecordBatch> = rows.try_collect().await.map_err(err(what))?;
+    /// column (Lance's own `_distance` or `_score`) after them.
+    async fn ranked(&self, scanner: &Scanner, extra: &str, what: String) -> Result<Vec<RecordBatch>> {
+        let plan = scanner.create_plan().await.map_err(err(what.clone()))?;
+        let plan = crate::cosine::normalize(plan).await.map_err(err(what.clone()))?;
+        let rows = execute_plan(plan, LanceExecutionOptions::default()).map_err(err(what.clone()))?;
+        let batches: Vec<RecordBatch> = rows
+            .try_collect()
+            .await
+            .map_err(|e| ConnectorError::external(what).with_source(e))?;
         let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(extra, DataType::Float32, true));
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         batches.iter().map(|b| conform(b, &schema)).collect()
-    }
-
-    async fn no_text_index_yet(&self, table: &Table) -> bool {
-        table
-            .list_indices()
-            .await
-            .is_ok_and(|all| !all.iter().any(|i| i.index_type == lancedb::index::IndexType::FTS))
     }
 }
 

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use lancedb::table::NewColumnTransform;
-use lancedb::{Connection, Table};
+use arrow::record_batch::RecordBatchIterator;
+use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
+use lance::Dataset;
 use sluice_connector_sdk::replace::{epoch_rows, rows_of, versions, EpochRows};
 use sluice_connector_sdk::writer::EpochWriter;
 use sluice_connector_sdk::{ConnectorError, Epoch, Result, SinkContext};
@@ -21,7 +22,7 @@ pub struct LanceDbSink {
     pub(crate) config: LanceDbSinkConfig,
     uri: String,
     schema: SchemaRef,
-    pub(crate) table: Option<Table>,
+    pub(crate) table: Option<Dataset>,
     /// The vector index exists (or is not wanted).
     pub(crate) indexed: bool,
     /// Who runs this sink: its name, where refused documents go, whether
@@ -75,34 +76,25 @@ fn non_finite(batches: &[RecordBatch], doc: &str, embedding: &str) -> Vec<(Strin
 }
 
 /// Storage and network failures may pass (an object store that is briefly
-/// unreachable); the rest (schemas, inputs) will not.
-pub(crate) fn lance_err(what: impl Into<String>, e: lancedb::Error) -> ConnectorError {
-    let transient = matches!(
+/// unreachable, a commit whose outcome is unknown, a conflict with another
+/// writer); the rest (schemas, inputs, unsupported operations) will not.
+pub(crate) fn lance_err(what: impl Into<String>, e: lance::Error) -> ConnectorError {
+    use lance::Error as E;
+    let permanent = matches!(
         e,
-        lancedb::Error::ObjectStore { .. }
-            | lancedb::Error::Lance { .. }
-            | lancedb::Error::Runtime { .. }
-            | lancedb::Error::Timeout { .. }
-    ) || matches!(&e, lancedb::Error::External { source } if commit_status_unknown(source.as_ref()));
-    ConnectorError::external(what).with_source(e).retryable(transient)
-}
-
-/// The store failed while Lance committed a version and then while it checked
-/// whether the version landed. Retrying the epoch is safe either way: it deletes
-/// the epoch's documents before adding them again. (lancedb passes the error on
-/// as a transparent `External`, whose `source()` skips it, so the caller looks
-/// at the boxed error itself.)
-fn commit_status_unknown(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(e) = current {
-        if e.downcast_ref::<lance_core::error::CommitStatusUnknownError>()
-            .is_some()
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+        E::InvalidInput { .. }
+            | E::DatasetAlreadyExists { .. }
+            | E::SchemaMismatch { .. }
+            | E::CorruptFile { .. }
+            | E::NotSupported { .. }
+            | E::Schema { .. }
+            | E::Arrow { .. }
+            | E::FieldNotFound { .. }
+            | E::InvalidTableLocation { .. }
+    ) && !e.is_commit_status_unknown();
+    ConnectorError::external(what)
+        .with_source(e)
+        .retryable(!permanent)
 }
 
 /// `'a', 'b'` with quotes doubled, for a delete predicate (one value: a
@@ -137,17 +129,9 @@ impl LanceDbSink {
         }
     }
 
-    async fn connect(&self) -> Result<Connection> {
-        if !self.uri.contains("://") {
-            std::fs::create_dir_all(&self.uri)
-                .map_err(|e| ConnectorError::user(format!("cannot create {}", self.uri)).with_source(e))?;
-        }
-        crate::connect(&self.uri, &self.config.storage_options()).await
-    }
-
-    pub(crate) fn table(&self) -> Result<&Table> {
+    pub(crate) fn table(&mut self) -> Result<&mut Dataset> {
         self.table
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| ConnectorError::internal("lancedb sink used before open"))
     }
 
@@ -215,23 +199,24 @@ impl EpochWriter for LanceDbSink {
     /// written again (a lost reply to an `add` included).
     async fn write(&mut self, epoch: Epoch, prepared: &Prepared) -> Result<()> {
         let rows = &prepared.rows;
-        let doc = &self.config.doc_column;
-        let table = self.table()?.clone();
+        let doc = self.config.doc_column.clone();
+        let batches: Vec<RecordBatch> = rows
+            .batches
+            .iter()
+            .map(|b| self.to_table_rows(b, epoch))
+            .collect::<Result<_>>()?;
+        let schema = self.schema.clone();
+        let table = self.table()?;
         for ids in rows.doc_ids.chunks(500) {
             table
                 .delete(format!("{doc} IN ({})", sql_list(ids)).as_str())
                 .await
                 .map_err(|e| lance_err("deleting replaced documents", e))?;
         }
-        let batches: Vec<RecordBatch> = rows
-            .batches
-            .iter()
-            .map(|b| self.to_table_rows(b, epoch))
-            .collect::<Result<_>>()?;
         if !batches.is_empty() {
+            let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
             table
-                .add(batches)
-                .execute()
+                .append(reader, None)
                 .await
                 .map_err(|e| lance_err("adding rows", e))?;
         }
@@ -242,7 +227,7 @@ impl EpochWriter for LanceDbSink {
     /// before trying again (if the store still fails, so will the next try,
     /// and the retry goes on).
     async fn reset(&mut self) {
-        if let Some(table) = &self.table {
+        if let Some(table) = &mut self.table {
             let _ = table.checkout_latest().await;
         }
     }
@@ -258,8 +243,8 @@ impl EpochWriter for LanceDbSink {
 
 impl LanceDbSink {
     async fn open_once(&mut self, committed: Epoch) -> Result<()> {
-        let db = self.connect().await?;
-        let table = self.open_table(&db).await?;
+        crate::create_local(&self.uri)?;
+        let mut table = self.open_table().await?;
         // Shared with other processes: their epochs are numbered apart from
         // ours. Otherwise only this writer's rows (and rows from before rows
         // said who wrote them): another pipeline sharing the table keeps its
@@ -280,29 +265,14 @@ impl LanceDbSink {
     /// Open the table, or create it. Refuse one whose vectors have another
     /// dimension; give one made before rows said who wrote them its
     /// `sluice_writer` column (empty on the old rows).
-    async fn open_table(&self, db: &Connection) -> Result<Table> {
+    async fn open_table(&self) -> Result<Dataset> {
         let name = &self.config.table;
-        let table = match db.open_table(name).execute().await {
-            Ok(t) => t,
-            Err(lancedb::Error::TableNotFound { .. }) => {
-                match db.create_empty_table(name, self.schema.clone()).execute().await {
-                    Ok(t) => return Ok(t),
-                    // Another writer created it first (a migration's copy and
-                    // the stream open a new shadow table together).
-                    Err(lancedb::Error::TableAlreadyExists { .. }) => db
-                        .open_table(name)
-                        .execute()
-                        .await
-                        .map_err(|e| lance_err(format!("opening table `{name}`"), e))?,
-                    Err(e) => return Err(lance_err(format!("creating table `{name}`"), e)),
-                }
-            }
-            Err(e) => return Err(lance_err(format!("opening table `{name}`"), e)),
+        let options = self.config.storage_options();
+        let mut table = match crate::open(&self.uri, name, &options).await? {
+            Some(t) => t,
+            None => self.create_table().await?,
         };
-        let have = table
-            .schema()
-            .await
-            .map_err(|e| lance_err("reading the table schema", e))?;
+        let have: Schema = table.schema().into();
         let column = &self.config.embedding_column;
         if let (Some(h), Some(w)) = (dimension(&have, column), dimension(&self.schema, column)) {
             if h != w {
@@ -325,13 +295,36 @@ impl LanceDbSink {
             let names: Vec<&str> = missing.iter().map(|f| f.name().as_str()).collect();
             let what = format!("adding {} to table `{name}`", names.join(", "));
             table
-                .add_columns()
-                .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(missing))))
-                .execute()
+                .add_columns(
+                    NewColumnTransform::AllNulls(Arc::new(Schema::new(missing))),
+                    None,
+                    None,
+                )
                 .await
                 .map_err(|e| lance_err(what, e))?;
         }
         Ok(table)
+    }
+
+    /// An empty table with the sink's schema; if another writer created it
+    /// first (a migration's copy and the stream open a new shadow table
+    /// together), that one.
+    async fn create_table(&self) -> Result<Dataset> {
+        let name = &self.config.table;
+        let options = self.config.storage_options();
+        let params = WriteParams {
+            mode: WriteMode::Create,
+            store_params: Some(crate::store_params(&options)),
+            ..Default::default()
+        };
+        let empty = RecordBatchIterator::new(std::iter::empty(), self.schema.clone());
+        match Dataset::write(empty, crate::table_uri(&self.uri, name).as_str(), Some(params)).await {
+            Ok(t) => Ok(t),
+            Err(lance::Error::DatasetAlreadyExists { .. }) => crate::open(&self.uri, name, &options)
+                .await?
+                .ok_or_else(|| ConnectorError::internal(format!("table `{name}` came and went"))),
+            Err(e) => Err(lance_err(format!("creating table `{name}`"), e)),
+        }
     }
 }
 
@@ -345,11 +338,8 @@ mod tests {
     fn a_commit_of_unknown_outcome_is_retryable() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store down");
         let lance = lance_core::Error::commit_status_unknown_source(3, Box::new(io));
-        let e = lance_err("adding rows", lancedb::Error::from(lance));
-        assert!(e.retryable, "{e}");
-        let schema = lancedb::Error::Schema {
-            message: "bad".into(),
-        };
+        assert!(lance_err("adding rows", lance).retryable);
+        let schema = lance_core::Error::schema("bad");
         assert!(!lance_err("adding rows", schema).retryable);
     }
 }
