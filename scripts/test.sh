@@ -2,10 +2,12 @@
 # Set up, then run the whole test suite with cargo-nextest.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash scripts/setup.sh
-# The test runner (the quickstart does not need it).
+# The test runner (the quickstart does not need it). A debug build: it
+# compiles in half the time of a release one (236 s against 502 s cold on a
+# 2-core machine) and adds about a second to running the suite.
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
-  cargo install cargo-nextest --locked
+  CARGO_TARGET_DIR="$CARGO_TARGET_DIR/nextest" cargo install cargo-nextest --locked --debug
 fi
 # The tests' second embedding model (an fp32 graph built from the pinned weights).
 python3 scripts/fetch_models.py --second-model
