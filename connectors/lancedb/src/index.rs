@@ -181,15 +181,13 @@ fn vector_params(spec: &IndexSpec, dim: usize) -> VectorIndexParams {
 
 /// Build (or replace) the vector index on `column`.
 async fn build_vector_index(table: &mut Dataset, column: &str, spec: &IndexSpec) -> Result<()> {
-    let dim = match table.schema().field(column).map(|f| f.data_type()) {
-        Some(arrow::datatypes::DataType::FixedSizeList(_, d)) => d as usize,
-        _ => {
-            return Err(ConnectorError::user(format!(
-                "`{column}` is not a fixed-size vector column"
-            )))
-        }
+    let schema: arrow::datatypes::Schema = table.schema().into();
+    let Some(dim) = crate::sink::dimension(&schema, column) else {
+        return Err(ConnectorError::user(format!(
+            "`{column}` is not a fixed-size vector column"
+        )));
     };
-    let params = vector_params(spec, dim);
+    let params = vector_params(spec, dim as usize);
     table
         .create_index(&[column], LanceIndexType::Vector, None, &params, true)
         .await

@@ -107,7 +107,8 @@ fn sql_list(values: &[String]) -> String {
         .join(", ")
 }
 
-fn dimension(schema: &arrow::datatypes::Schema, column: &str) -> Option<i32> {
+/// The length of `column`'s vectors, if it is a fixed-size list.
+pub(crate) fn dimension(schema: &arrow::datatypes::Schema, column: &str) -> Option<i32> {
     match schema.field_with_name(column).ok()?.data_type() {
         DataType::FixedSizeList(_, d) => Some(*d),
         _ => None,
