@@ -7,7 +7,7 @@ bash scripts/setup.sh
 # 2-core machine) and adds about a second to running the suite.
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
-  CARGO_TARGET_DIR="$CARGO_TARGET_DIR/nextest" cargo install cargo-nextest --locked --debug
+  CARGO_TARGET_DIR="$CARGO_TARGET_DIR/nextest" cargo install cargo-nextest --version 0.9.151 --locked --debug
 fi
 # The tests' second embedding model (an fp32 graph built from the pinned weights).
 python3 scripts/fetch_models.py --second-model
