@@ -200,13 +200,37 @@ fn the_compose_file_parses_and_names_the_daemon_and_every_service() {
     }
 }
 
-/// Podman and buildah as these machines run them: rootful, vfs storage, runc
-/// (crun refuses the hybrid cgroup tree), and limits no higher than the
-/// machine's (podman's defaults ask for more, which a VM without
-/// CAP_SYS_RESOURCE refuses).
+/// What `scripts/image_base.sh` set up, once per test process: the storage
+/// options every podman and buildah call passes, and the base image's name.
+struct Setup {
+    storage: Vec<String>,
+    base: String,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: std::sync::OnceLock<Setup> = std::sync::OnceLock::new();
+    SETUP.get_or_init(|| {
+        let script = util::repo_root().join("scripts/image_base.sh");
+        let out = ok(std::process::Command::new("bash").arg(script));
+        let storage = out
+            .lines()
+            .find_map(|l| l.strip_prefix("storage: "))
+            .unwrap_or_else(|| panic!("image_base.sh named no storage:\n{out}"));
+        Setup {
+            storage: storage.split_whitespace().map(String::from).collect(),
+            base: out.lines().last().unwrap().to_string(),
+        }
+    })
+}
+
+/// Podman and buildah as these machines run them: rootful, with the storage
+/// `scripts/image_base.sh` chose (the kernel's overlay filesystem where it
+/// mounts one, vfs where not), runc (crun refuses the hybrid cgroup tree),
+/// and limits no higher than the machine's (podman's defaults ask for more,
+/// which a VM without CAP_SYS_RESOURCE refuses).
 pub(crate) fn container(tool: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(tool);
-    cmd.args(["--storage-driver", "vfs"]);
+    cmd.args(&setup().storage);
     if tool == "podman" {
         cmd.args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"]);
     }
@@ -317,9 +341,8 @@ impl Api {
 
 /// buildah, podman and the local bookworm base (`scripts/image_base.sh`):
 /// the base image's name.
-pub(crate) fn base_image(root: &std::path::Path) -> String {
-    let out = ok(std::process::Command::new("bash").arg(root.join("scripts/image_base.sh")));
-    out.lines().last().unwrap().to_string()
+pub(crate) fn base_image() -> String {
+    setup().base.clone()
 }
 
 /// docker/Dockerfile built on `base` with this test's own `sluice` binary
@@ -366,7 +389,7 @@ pub(crate) fn build_image(root: &std::path::Path, base: &str) -> Built {
 #[test]
 fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
     let root = util::repo_root();
-    let base = base_image(&root);
+    let base = base_image();
     let started = std::time::Instant::now();
     let built = build_image(&root, &base);
     let size = ok(container("podman").args(["image", "inspect", "--format", "{{.Size}}", &built.tag]));
