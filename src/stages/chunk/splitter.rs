@@ -28,6 +28,17 @@ impl Encoding {
         }
     }
 
+    fn whole_tokens(self) -> &'static TokenSet {
+        static CL100K: std::sync::LazyLock<TokenSet> =
+            std::sync::LazyLock::new(|| token_set(bpe_openai::cl100k_base()));
+        static O200K: std::sync::LazyLock<TokenSet> =
+            std::sync::LazyLock::new(|| token_set(bpe_openai::o200k_base()));
+        match self {
+            Encoding::Cl100kBase => &CL100K,
+            Encoding::O200kBase => &O200K,
+        }
+    }
+
     fn pretokenizer(self) -> &'static Pretokenizer {
         static CL100K: std::sync::LazyLock<Pretokenizer> = std::sync::LazyLock::new(|| {
             Pretokenizer::new(
@@ -162,11 +173,19 @@ struct Tokens {
 
 fn tokenize(encoding: Encoding, text: &str) -> Tokens {
     let tok = encoding.tokenizer();
+    let whole = encoding.whole_tokens();
     let mut starts = Vec::with_capacity(text.len() / 3 + 1);
     let mut piece_start = Vec::with_capacity(text.len() / 3 + 1);
     let base = text.as_ptr() as usize;
     encoding.pretokenizer().split(text, |piece| {
         let mut pos = piece.as_ptr() as usize - base;
+        // A piece that is itself a token encodes as that token, as tiktoken
+        // encodes it; most pieces are (a word with its leading space).
+        if token_key(piece.as_bytes()).is_some_and(|k| whole.contains(&k)) {
+            starts.push(pos);
+            piece_start.push(true);
+            return;
+        }
         for (j, t) in tok
             .bpe
             .encode_via_backtracking(piece.as_bytes())
@@ -181,6 +200,60 @@ fn tokenize(encoding: Encoding, text: &str) -> Tokens {
     starts.push(text.len());
     piece_start.push(true);
     Tokens { starts, piece_start }
+}
+
+/// Every token of an encoding up to 15 bytes long, packed into a `u128`
+/// (see [`token_key`]), to find a piece that is one token without running
+/// the byte-pair encoder: bpe keeps its own lookup private. Packed, a lookup
+/// reads the table alone; a set of byte slices read each candidate's bytes
+/// too, a second cache miss per piece. About 2 MiB for cl100k_base, built on
+/// first use.
+type TokenSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<KeyHasher>>;
+
+fn token_set(tok: &'static bpe_openai::Tokenizer) -> TokenSet {
+    let n = tok.bpe.num_tokens();
+    let mut set = TokenSet::with_capacity_and_hasher(n, Default::default());
+    set.extend((0..n as u32).filter_map(|t| token_key(tok.bpe.token_bytes(t))));
+    set
+}
+
+/// `bytes` (at most 15) little-endian in the low bytes, the length in the top
+/// byte: distinct byte strings, distinct keys.
+fn token_key(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 15 {
+        return None;
+    }
+    let mut w = [0u8; 16];
+    w[..bytes.len()].copy_from_slice(bytes);
+    w[15] = bytes.len() as u8;
+    Some(u128::from_le_bytes(w))
+}
+
+/// splitmix64's finalizer over the key's two halves. The keys are fixed (a
+/// vocabulary), so a keyed hash buys nothing; the mixing does matter: the
+/// bucket comes from the low bits, and a plain multiply's low bits depend only
+/// on the input's low bits (a token's first bytes, often a space).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by the `u128` keys; a plain fold for completeness.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        let mut z = (key as u64) ^ ((key >> 64) as u64).rotate_left(32);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.0 = z ^ (z >> 31);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Splitter {
@@ -338,6 +411,35 @@ mod tests {
                 let theirs: Vec<&str> = encoding.tokenizer().split(t).collect();
                 let mut ours = Vec::new();
                 encoding.pretokenizer().split(t, |p| ours.push(p));
+                assert_eq!(ours, theirs, "{encoding:?}");
+            }
+        }
+    }
+
+    /// Token boundaries are bpe-openai's own encoding's, the pieces that are
+    /// one token (looked up whole) and the others (byte-pair encoded) alike.
+    #[test]
+    fn tokens_are_bpe_openais() {
+        let texts = [
+            "Hello world.  It's   here\n\n\tand there\r\n123456 7 ok?!   ".to_string(),
+            "Grüße 日本語 🦀 ''s 'll    \n\n\t x HTTPServer's URLs/paths\n".repeat(20),
+            "antidisestablishmentarianism pneumonoultramicroscopic ".repeat(5),
+            std::fs::read_to_string(file!()).unwrap(),
+        ];
+        for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
+            let bpe = &encoding.tokenizer().bpe;
+            for t in &texts {
+                let mut theirs = Vec::new();
+                let mut pos = 0;
+                for piece in encoding.tokenizer().split(t) {
+                    for (j, tok) in bpe.encode_via_backtracking(piece.as_bytes()).iter().enumerate() {
+                        theirs.push((pos, j == 0));
+                        pos += bpe.token_len(*tok);
+                    }
+                }
+                theirs.push((t.len(), true));
+                let ours = tokenize(encoding, t);
+                let ours: Vec<(usize, bool)> = ours.starts.into_iter().zip(ours.piece_start).collect();
                 assert_eq!(ours, theirs, "{encoding:?}");
             }
         }
