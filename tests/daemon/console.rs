@@ -87,7 +87,7 @@ impl Console {
                 .filter(|o| *o)
         });
         b.type_into(&input, TOKEN);
-        b.click(&b.find("#token-save", 5));
+        b.click("#token-save", 5);
         b.wait(30, "both pipelines running with throughput", |b| {
             let rows = b.texts("#pipelines tbody tr");
             let running = rows.iter().filter(|r| r.contains("running")).count();
@@ -100,7 +100,7 @@ impl Console {
         });
         b.screenshot(&out.join("overview.png"));
         // Pause and resume from the overview.
-        b.click(&b.find("tr[data-pipeline=docs] button.pause", 5));
+        b.click("tr[data-pipeline=docs] button.pause", 5);
         b.wait(30, "docs paused", |b| {
             b.texts("tr[data-pipeline=docs]")
                 .first()
@@ -108,7 +108,7 @@ impl Console {
                 .cloned()
         });
         assert_eq!(d.pipeline("docs")["state"], "paused");
-        b.click(&b.find("tr[data-pipeline=docs] button.resume", 5));
+        b.click("tr[data-pipeline=docs] button.resume", 5);
         b.wait(30, "docs running again", |b| {
             b.texts("tr[data-pipeline=docs]")
                 .first()
@@ -173,7 +173,7 @@ impl Console {
         });
         // Open this letter's row, not the first one listed.
         let id = b.attr(&letter, "data-id").unwrap();
-        b.click(&b.find(&format!("tr.letter[data-id='{id}'] .dl-show"), 5));
+        b.click(&format!("tr.letter[data-id='{id}'] .dl-show"), 5);
         let whole = b.text(&b.find("tr.letter-detail:not([hidden])", 5));
         assert!(
             whole.contains("big.txt") && whole.contains("max_file_size"),
@@ -193,8 +193,8 @@ impl Console {
             .find(|r| b.text(r).contains("big.txt"))
             .unwrap_or(letter);
         let id = b.attr(&letter, "data-id").unwrap();
-        b.click(&b.find(&format!("tr.letter[data-id='{id}'] .dl-pick"), 5));
-        b.click(&b.find("#dl-replay", 5));
+        b.click(&format!("tr.letter[data-id='{id}'] .dl-pick"), 5);
+        b.click("#dl-replay", 5);
         let flash = b.text(&b.find("#dl-flash", 30));
         assert!(flash.contains("replaying 1 document"), "{flash}");
         b.wait(60, "the replayed file in the Parquet sink", |_| {
@@ -204,7 +204,7 @@ impl Console {
                 .then_some(())
         });
         b.wait(30, "the letter gone from the view", |b| {
-            b.click(&b.find("#dl-apply", 5));
+            b.click("#dl-apply", 5);
             std::thread::sleep(Duration::from_millis(300));
             (!b.texts("tr.letter").iter().any(|t| t.contains("big.txt"))).then_some(())
         });
@@ -223,7 +223,7 @@ impl Console {
             &query,
             "SELECT count(DISTINCT doc_id) AS n, min(doc_id) AS doc FROM out WHERE doc_id LIKE '%big.txt'",
         );
-        b.click(&b.find("#sql-run", 5));
+        b.click("#sql-run", 5);
         let cells = b.wait(30, "the query's row", |b| {
             let cells = b.texts("#sql-result tbody td");
             (!cells.is_empty()).then_some(cells)
@@ -233,7 +233,7 @@ impl Console {
         b.screenshot(&out.join("sql.png"));
         b.clear(&query);
         b.type_into(&query, "DROP TABLE out");
-        b.click(&b.find("#sql-run", 5));
+        b.click("#sql-run", 5);
         let refused = b.text(&b.find("#sql-error", 30));
         assert!(refused.contains("refused"), "{refused}");
     }
@@ -247,7 +247,7 @@ impl Console {
         });
         b.script("const s = document.querySelector('#tail-point'); s.value = 'chunks'; return s.value");
         b.type_into(&b.find("#tail-where", 5), "chunk_index = 0");
-        b.click(&b.find("#tail-toggle", 5));
+        b.click("#tail-toggle", 5);
         b.wait(30, "rows arriving in the tail", |b| {
             (b.find_all("tr.tail-row").len() >= 3).then_some(())
         });
@@ -264,7 +264,7 @@ impl Console {
         ));
         assert!(values.as_array().unwrap().iter().all(|v| v == "0"), "{values}");
         b.screenshot(&out.join("tail.png"));
-        b.click(&b.find("#tail-toggle", 5));
+        b.click("#tail-toggle", 5);
         b.wait(10, "the tail paused", |b| {
             b.text(&b.find("#tail-status", 5))
                 .contains("paused")
@@ -310,7 +310,7 @@ impl Console {
         b.find("#eval-last tbody tr", 30);
         assert_eq!(b.find_all("#eval-history tbody tr").len(), 2);
         b.type_into(&b.find("#search-query", 5), "some words about a note");
-        b.click(&b.find("#search-run", 5));
+        b.click("#search-run", 5);
         let hits = b.wait(60, "search hits", |b| {
             let rows = b.texts("#search-hits tbody tr");
             (!rows.is_empty()).then_some(rows)

@@ -144,8 +144,20 @@ impl Browser {
             .map(str::to_string)
     }
 
-    pub fn click(&self, e: &Element) {
-        self.ok("POST", &format!("/element/{}/click", e.0), None);
+    /// Click the first element `css` matches, waiting up to `secs` for it.
+    /// The console redraws its tables on every poll, so an element found a
+    /// moment ago may be gone by the click ("stale element reference", seen
+    /// on a loaded machine): then it is found again.
+    pub fn click(&self, css: &str, secs: u64) {
+        self.wait(secs, &format!("a click on `{css}`"), |b| {
+            let e = b.find_all(css).into_iter().next()?;
+            let v = b.send("POST", &format!("/element/{}/click", e.0), None);
+            match v.get("error").and_then(Value::as_str) {
+                None => Some(()),
+                Some("stale element reference") => None,
+                Some(other) => panic!("click on `{css}`: {other}: {}", v["message"]),
+            }
+        })
     }
 
     pub fn clear(&self, e: &Element) {

@@ -1,7 +1,8 @@
 //! Token-aware splitting that tokenizes each document exactly once.
 //!
 //! The text is pre-tokenized and BPE-encoded once (with GitHub's `bpe-openai`, which
-//! gives the same tokens as tiktoken), keeping each token's byte end. Split points
+//! gives the same tokens as tiktoken; a piece that is itself a token is found in
+//! the vocabulary and skips the encoder), keeping each token's byte end. Split points
 //! are then chosen on token boundaries only, scored by what precedes them: a
 //! heading, a blank line, a line end, a sentence end, a word start. Nothing is
 //! re-tokenized while searching, which is what makes this fast. Among cuts of
