@@ -12,7 +12,8 @@ use crate::docker::{base_image, build_image, container, ok, Api, LIMITS};
 use crate::util;
 
 /// The stand-in services' image, built once per content of `tests/compose/`
-/// and the tansu binary, and kept (a later run reuses it).
+/// and the tansu binary, and kept (a later run reuses it); the stand-ins of
+/// other contents are removed.
 fn standin_image(root: &Path, base: &str) -> String {
     let dir = root.join("tests/compose");
     let tansu = tansu_binary();
@@ -29,9 +30,14 @@ fn standin_image(root: &Path, base: &str) -> String {
         .args(["image", "exists", &tag])
         .status()
         .unwrap();
-    if exists.success() {
-        return tag;
+    if !exists.success() {
+        build_standins(&dir, &tansu, base, &tag);
     }
+    prune_standins(&tag);
+    tag
+}
+
+fn build_standins(dir: &Path, tansu: &Path, base: &str, tag: &str) {
     let ctx = tempfile::tempdir().unwrap();
     std::fs::copy(dir.join("standin.sh"), ctx.path().join("standin.sh")).unwrap();
     // Downloaded and checked against their pinned sha256 here, installed from
@@ -54,16 +60,36 @@ fn standin_image(root: &Path, base: &str) -> String {
     // the whole image for every container.
     ok(Command::new("strip")
         .arg("--strip-debug")
-        .arg(&tansu)
+        .arg(tansu)
         .arg("-o")
         .arg(ctx.path().join("tansu")));
     ok(container("buildah")
         .args(["bud", "--format", "docker", "--isolation", "chroot"])
         .args(LIMITS)
-        .args(["--build-arg", &format!("BASE_IMAGE={base}"), "-t", &tag, "-f"])
+        .args(["--build-arg", &format!("BASE_IMAGE={base}"), "-t", tag, "-f"])
         .arg(dir.join("services.Containerfile"))
         .arg(ctx.path()));
-    tag
+}
+
+/// Every stand-in image's tag in the store.
+fn standin_tags() -> Vec<String> {
+    ok(container("podman").args([
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "localhost/sluice-compose-standins",
+    ]))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Removes the stand-in images of earlier contents (640 MB each): only
+/// `keep`, this content's, is used again.
+fn prune_standins(keep: &str) {
+    for old in standin_tags().iter().filter(|t| *t != keep) {
+        let _ = container("podman").args(["rmi", old]).output();
+    }
 }
 
 /// The broker `scripts/services.sh` built (the suite's services are up).
@@ -210,6 +236,11 @@ fn compose_starts_the_daemon_and_its_services_and_a_pipeline_writes_to_each_by_n
     let built = build_image(&root, &base);
     let standins = standin_image(&root, &base);
     eprintln!("images built in {:.0?}", started.elapsed());
+    assert_eq!(
+        standin_tags(),
+        std::slice::from_ref(&standins),
+        "earlier stand-ins left behind"
+    );
 
     let ws = tempfile::tempdir().unwrap();
     let pipelines = ws.path().join("pipelines");
