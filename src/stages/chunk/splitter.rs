@@ -398,17 +398,23 @@ mod tests {
         }
     }
 
-    /// The pre-tokenizer here cuts exactly where bpe-openai's does.
-    #[test]
-    fn pieces_are_bpe_openais() {
-        let texts = [
+    /// Texts for checking against bpe-openai: spaces, line ends, digits,
+    /// contractions, non-Latin scripts, words longer than any token, code.
+    fn sample_texts() -> [String; 5] {
+        [
             "Hello world.  It's   here\n\n\tand there\r\n123456 7 ok?!   ".to_string(),
             "Grüße 日本語 🦀 ''s 'll    \n\n\t x HTTPServer's URLs/paths\n".repeat(20),
             "   leading and trailing spaces   ".to_string(),
+            "antidisestablishmentarianism pneumonoultramicroscopic ".repeat(5),
             std::fs::read_to_string(file!()).unwrap(),
-        ];
+        ]
+    }
+
+    /// The pre-tokenizer here cuts exactly where bpe-openai's does.
+    #[test]
+    fn pieces_are_bpe_openais() {
         for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
-            for t in &texts {
+            for t in &sample_texts() {
                 let theirs: Vec<&str> = encoding.tokenizer().split(t).collect();
                 let mut ours = Vec::new();
                 encoding.pretokenizer().split(t, |p| ours.push(p));
@@ -421,15 +427,9 @@ mod tests {
     /// one token (looked up whole) and the others (byte-pair encoded) alike.
     #[test]
     fn tokens_are_bpe_openais() {
-        let texts = [
-            "Hello world.  It's   here\n\n\tand there\r\n123456 7 ok?!   ".to_string(),
-            "Grüße 日本語 🦀 ''s 'll    \n\n\t x HTTPServer's URLs/paths\n".repeat(20),
-            "antidisestablishmentarianism pneumonoultramicroscopic ".repeat(5),
-            std::fs::read_to_string(file!()).unwrap(),
-        ];
         for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
             let bpe = &encoding.tokenizer().bpe;
-            for t in &texts {
+            for t in &sample_texts() {
                 let mut theirs = Vec::new();
                 let mut pos = 0;
                 for piece in encoding.tokenizer().split(t) {
