@@ -250,11 +250,8 @@ fn compose_starts_the_daemon_and_its_services_and_a_pipeline_writes_to_each_by_n
         .arg(root.join("pipelines/data"))
         .arg(&pipelines));
     std::fs::write(pipelines.join("compose.yaml"), PIPELINE).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let ports = util::ports(1);
+    let port = ports.first;
     let token = "compose-test-token";
     let project = Project {
         name: util::unique("compose").replace('-', "_"),

@@ -414,11 +414,8 @@ fn the_image_builds_and_its_daemon_ingests_a_mounted_pipeline() {
          sinks:\n  - {name: out, type: parquet, path: /var/lib/sluice/out}\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let ports = util::ports(1);
+    let port = ports.first;
     let volume = |host: &std::path::Path, inside: &str| format!("{}:{inside}", host.display());
     ok(container("podman")
         .args(["run", "-d", "--name", &built.name])

@@ -226,6 +226,7 @@ pub struct PrivateServices {
     pub dir: PathBuf,
     /// PostgreSQL's port; Redis has the next one, then S3, then Kafka.
     pub port: u16,
+    _ports: Ports,
     pg_opts: String,
     pub env: Services,
 }
@@ -233,9 +234,11 @@ pub struct PrivateServices {
 impl PrivateServices {
     /// Start them; `pg_opts` are extra PostgreSQL server options.
     pub fn start(pg_opts: &str) -> PrivateServices {
+        let ports = ports(4);
         let mut s = PrivateServices {
             dir: PathBuf::from(format!("/tmp/{}", unique("private"))),
-            port: free_ports(4),
+            port: ports.first,
+            _ports: ports,
             pg_opts: pg_opts.to_string(),
             env: Services {
                 pg: String::new(),
@@ -293,17 +296,45 @@ impl Drop for PrivateServices {
     }
 }
 
-/// `n` consecutive free ports, as the OS hands them out; the first is returned.
-fn free_ports(n: u16) -> u16 {
-    loop {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if port.checked_add(n).is_some()
-            && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
-        {
-            return port;
+/// `n` consecutive ports held for one test: below the kernel's ephemeral range
+/// (32768 up), so no outgoing connection can take one while its service is
+/// stopped, and claimed through a lock file, so no other test process picks
+/// them. Binding port 0 instead once handed out a port that some connection
+/// then held when Redis came to listen on it ("Address already in use").
+pub struct Ports {
+    pub first: u16,
+    _claim: std::fs::File,
+}
+
+/// The lowest port [`ports`] hands out; blocks run from here up to 32768.
+const PORTS_FROM: u16 = 20_000;
+
+/// Claim `n` consecutive free ports (see [`Ports`]).
+pub fn ports(n: u16) -> Ports {
+    assert!((1..=16).contains(&n), "ports({n})");
+    let dir = std::env::temp_dir().join("sluice-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let blocks = u64::from((32_768 - PORTS_FROM) / n);
+    let seed = u64::from(std::process::id()) << 32
+        ^ u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos(),
+        );
+    for i in 0..blocks {
+        let block = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40).wrapping_add(i) % blocks;
+        let first = PORTS_FROM + n * block as u16;
+        let claim = std::fs::File::create(dir.join(first.to_string())).unwrap();
+        if claim.try_lock().is_err() {
+            continue;
+        }
+        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", first + i)).is_ok());
+        if free {
+            return Ports { first, _claim: claim };
         }
     }
+    panic!("no {n} consecutive free ports between {PORTS_FROM} and 32767");
 }
 
 /// A valid one-page PDF whose content stream holds `ops` text operations: slow for

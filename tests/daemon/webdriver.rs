@@ -15,23 +15,18 @@ pub struct Browser {
     driver: Child,
     base: String,
     agent: ureq::Agent,
+    /// chromedriver's port, claimed until the browser is dropped.
+    _port: crate::util::Ports,
 }
 
 #[derive(Clone)]
 pub struct Element(String);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Browser {
     /// Start chromedriver and a headless Chromium session.
     pub fn start() -> Browser {
-        let port = free_port();
+        let ports = crate::util::ports(1);
+        let port = ports.first;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -68,6 +63,7 @@ impl Browser {
         }}});
         let mut browser = Browser {
             driver,
+            _port: ports,
             base: root.clone(),
             agent,
         };

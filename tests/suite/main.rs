@@ -37,3 +37,23 @@ mod sink_contract;
 mod validate;
 #[path = "../watch.rs"]
 mod watch;
+
+/// The harness itself.
+mod harness {
+    use crate::util::ports;
+
+    /// Private services once took a port from the ephemeral range that a
+    /// connection held by the time Redis listened on it: claims stay below it,
+    /// and a claimed block is never handed out again while it is held.
+    #[test]
+    fn port_claims_stay_below_the_ephemeral_range_and_never_overlap() {
+        let claims: Vec<_> = (0..200).map(|_| ports(4)).collect();
+        let mut taken = std::collections::HashSet::new();
+        for c in &claims {
+            assert!((20_000..32_768 - 3).contains(&c.first), "{}", c.first);
+            for p in c.first..c.first + 4 {
+                assert!(taken.insert(p), "port {p} handed out twice");
+            }
+        }
+    }
+}
