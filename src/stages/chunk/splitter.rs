@@ -31,9 +31,9 @@ impl Encoding {
 
     fn whole_tokens(self) -> &'static TokenSet {
         static CL100K: std::sync::LazyLock<TokenSet> =
-            std::sync::LazyLock::new(|| token_set(bpe_openai::cl100k_base()));
+            std::sync::LazyLock::new(|| TokenSet::new(bpe_openai::cl100k_base(), 0));
         static O200K: std::sync::LazyLock<TokenSet> =
-            std::sync::LazyLock::new(|| token_set(bpe_openai::o200k_base()));
+            std::sync::LazyLock::new(|| TokenSet::new(bpe_openai::o200k_base(), 1));
         match self {
             Encoding::Cl100kBase => &CL100K,
             Encoding::O200kBase => &O200K,
@@ -178,25 +178,27 @@ fn tokenize(encoding: Encoding, text: &str) -> Tokens {
     let mut starts = Vec::with_capacity(text.len() / 3 + 1);
     let mut piece_start = Vec::with_capacity(text.len() / 3 + 1);
     let base = text.as_ptr() as usize;
-    encoding.pretokenizer().split(text, |piece| {
-        let mut pos = piece.as_ptr() as usize - base;
-        // A piece that is itself a token encodes as that token, as tiktoken
-        // encodes it; most pieces are (a word with its leading space).
-        if token_key(piece.as_bytes()).is_some_and(|k| whole.contains(&k)) {
-            starts.push(pos);
-            piece_start.push(true);
-            return;
-        }
-        for (j, t) in tok
-            .bpe
-            .encode_via_backtracking(piece.as_bytes())
-            .into_iter()
-            .enumerate()
-        {
-            starts.push(pos);
-            piece_start.push(j == 0);
-            pos += tok.bpe.token_len(t);
-        }
+    whole.lookup(|whole| {
+        encoding.pretokenizer().split(text, |piece| {
+            let mut pos = piece.as_ptr() as usize - base;
+            // A piece that is itself a token encodes as that token, as tiktoken
+            // encodes it; most pieces are (a word with its leading space).
+            if token_key(piece.as_bytes()).is_some_and(|k| whole.contains(k)) {
+                starts.push(pos);
+                piece_start.push(true);
+                return;
+            }
+            for (j, t) in tok
+                .bpe
+                .encode_via_backtracking(piece.as_bytes())
+                .into_iter()
+                .enumerate()
+            {
+                starts.push(pos);
+                piece_start.push(j == 0);
+                pos += tok.bpe.token_len(t);
+            }
+        })
     });
     starts.push(text.len());
     piece_start.push(true);
@@ -208,14 +210,63 @@ fn tokenize(encoding: Encoding, text: &str) -> Tokens {
 /// the byte-pair encoder: bpe keeps its own lookup private. Packed, a lookup
 /// reads the table alone; a set of byte slices read each candidate's bytes
 /// too, a second cache miss per piece. About 2 MiB for cl100k_base, built on
-/// first use.
-type TokenSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<KeyHasher>>;
+/// first use, so most lookups miss the CPU's caches: each thread keeps the
+/// last tokens it found in a small direct-mapped table in front of it
+/// ([`RECENT`]), where the frequent words of a text stay.
+struct TokenSet {
+    all: std::collections::HashSet<u128, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// Which of a thread's [`RECENT`] tables is this set's.
+    id: usize,
+}
 
-fn token_set(tok: &'static bpe_openai::Tokenizer) -> TokenSet {
-    let n = tok.bpe.num_tokens();
-    let mut set = TokenSet::with_capacity_and_hasher(n, Default::default());
-    set.extend((0..n as u32).filter_map(|t| token_key(tok.bpe.token_bytes(t))));
-    set
+/// Slots in a thread's table of recently found tokens, per encoding: 256 KiB.
+const RECENT_SLOTS: usize = 16384;
+
+thread_local! {
+    /// Per encoding, tokens this thread found in a [`TokenSet`], each in the
+    /// slot its hash picks; 0 (the key of no piece) is an empty slot.
+    static RECENT: std::cell::RefCell<[Box<[u128]>; 2]> = std::cell::RefCell::new(
+        [vec![0; RECENT_SLOTS].into_boxed_slice(), vec![0; RECENT_SLOTS].into_boxed_slice()],
+    );
+}
+
+impl TokenSet {
+    fn new(tok: &'static bpe_openai::Tokenizer, id: usize) -> Self {
+        let n = tok.bpe.num_tokens();
+        let mut all = std::collections::HashSet::with_capacity_and_hasher(n, Default::default());
+        all.extend((0..n as u32).filter_map(|t| token_key(tok.bpe.token_bytes(t))));
+        TokenSet { all, id }
+    }
+
+    /// Run `f` with this set's lookup on this thread (see [`Lookup`]).
+    fn lookup<R>(&self, f: impl FnOnce(&mut Lookup) -> R) -> R {
+        RECENT.with(|recent| {
+            f(&mut Lookup {
+                all: &self.all,
+                recent: &mut recent.borrow_mut()[self.id],
+            })
+        })
+    }
+}
+
+/// A [`TokenSet`] with the thread's table of recently found tokens in front.
+struct Lookup<'a> {
+    all: &'a std::collections::HashSet<u128, std::hash::BuildHasherDefault<KeyHasher>>,
+    recent: &'a mut [u128],
+}
+
+impl Lookup<'_> {
+    fn contains(&mut self, key: u128) -> bool {
+        let slot = key_hash(key) as usize % RECENT_SLOTS;
+        if self.recent[slot] == key {
+            return true;
+        }
+        let found = self.all.contains(&key);
+        if found {
+            self.recent[slot] = key;
+        }
+        found
+    }
 }
 
 /// `bytes` (at most 15) little-endian in the low bytes, the length in the top
@@ -230,7 +281,15 @@ fn token_key(bytes: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(w))
 }
 
-/// splitmix64's finalizer over the key's two halves. The keys are fixed (a
+/// splitmix64's finalizer over a key's two halves.
+fn key_hash(key: u128) -> u64 {
+    let mut z = (key as u64) ^ ((key >> 64) as u64).rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// [`key_hash`] as a `Hasher`. The keys are fixed (a
 /// vocabulary), so a keyed hash buys nothing; the mixing does matter: the
 /// bucket comes from the low bits, and a plain multiply's low bits depend only
 /// on the input's low bits (a token's first bytes, often a space).
@@ -246,10 +305,7 @@ impl std::hash::Hasher for KeyHasher {
     }
 
     fn write_u128(&mut self, key: u128) {
-        let mut z = (key as u64) ^ ((key >> 64) as u64).rotate_left(32);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        self.0 = z ^ (z >> 31);
+        self.0 = key_hash(key);
     }
 
     fn finish(&self) -> u64 {
@@ -424,7 +480,9 @@ mod tests {
     }
 
     /// Token boundaries are bpe-openai's own encoding's, the pieces that are
-    /// one token (looked up whole) and the others (byte-pair encoded) alike.
+    /// one token (looked up whole) and the others (byte-pair encoded) alike,
+    /// with the thread's table of recent tokens filled by the texts before and
+    /// by the other encoding.
     #[test]
     fn tokens_are_bpe_openais() {
         for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
