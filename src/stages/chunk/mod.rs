@@ -4,6 +4,7 @@
 //! `text`, `token_count`, `char_start`, `char_end`, then every input column but
 //! `text`. A `delete` row passes through as one row with null chunk columns.
 
+mod ascii;
 mod splitter;
 
 use std::sync::Arc;

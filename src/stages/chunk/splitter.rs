@@ -44,6 +44,7 @@ impl Encoding {
         static CL100K: std::sync::LazyLock<Pretokenizer> = std::sync::LazyLock::new(|| {
             Pretokenizer::new(
                 "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+$",
+                Some(super::ascii::piece_end),
             )
         });
         static O200K: std::sync::LazyLock<Pretokenizer> = std::sync::LazyLock::new(|| {
@@ -57,6 +58,7 @@ impl Encoding {
                     "\\s+$",
                 ]
                 .join("|"),
+                None,
             )
         });
         match self {
@@ -74,13 +76,18 @@ impl Encoding {
 /// two to the same pieces.
 struct Pretokenizer {
     pat: regex_automata::meta::Regex,
+    /// The same pieces by hand where the text allows (`None`: ask `pat`).
+    fast: Option<PieceEnd>,
 }
 
+/// Where the piece at a byte offset ends, or `None` to ask the regex.
+type PieceEnd = fn(&[u8], usize) -> Option<usize>;
+
 impl Pretokenizer {
-    fn new(first: &str) -> Self {
+    fn new(first: &str, fast: Option<PieceEnd>) -> Self {
         let pat = regex_automata::meta::Regex::new_many(&[first, "\\s+\\s", "\\s+"])
             .expect("the encodings' pre-tokenizer patterns are valid");
-        Pretokenizer { pat }
+        Pretokenizer { pat, fast }
     }
 
     /// The pieces of `text`, in order, calling `each` with each one. The
@@ -112,6 +119,12 @@ impl Pretokenizer {
         use regex_automata::{Anchored, Input};
         let mut last = 0;
         while last < text.len() {
+            if let Some(end) = self.fast.and_then(|f| f(text.as_bytes(), last)) {
+                debug_assert!(end > last, "an empty piece at {last}");
+                each(&text[last..end]);
+                last = end;
+                continue;
+            }
             let input = Input::new(&text[last..]).anchored(Anchored::Yes);
             let Some(m) = self.pat.search_with(&mut cache, &input) else {
                 break;
@@ -477,6 +490,34 @@ mod tests {
                 assert_eq!(ours, theirs, "{encoding:?}");
             }
         }
+    }
+
+    /// The hand-written ASCII pieces (`ascii.rs`) are the regex's, on texts
+    /// mixing every class the pattern tells apart with the characters outside
+    /// ASCII that could continue or end a piece (case folds, letters, digits,
+    /// spaces and symbols).
+    #[test]
+    fn ascii_pieces_are_the_regexs() {
+        use proptest::prelude::*;
+        const PARTS: &[&str] = &[
+            "a", "Z", "s", "S", "t", "r", "e", "v", "l", "L", "m", "d", "k", "word", "'", "0", "7", "123",
+            " ", "  ", "\t", "\n", "\r", "\r\n", "\u{b}", "\u{c}", ".", ",", "!?", "-", "/", "\0", "\u{1f}",
+            "\u{7f}", "é", "É", "ſ", "\u{212a}", "²", "٣", "\u{a0}", "\u{85}", "\u{2028}", "\u{3000}", "—",
+            "日", "🦀", "\u{301}",
+        ];
+        let encoding = Encoding::Cl100kBase;
+        let text = proptest::collection::vec(0..PARTS.len(), 0..40)
+            .prop_map(|ix| ix.into_iter().map(|i| PARTS[i]).collect::<String>());
+        let config = ProptestConfig {
+            cases: 4000,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(t in text)| {
+            let theirs: Vec<&str> = encoding.tokenizer().split(&t).collect();
+            let mut ours = Vec::new();
+            encoding.pretokenizer().split(&t, |p| ours.push(p));
+            prop_assert_eq!(ours, theirs);
+        });
     }
 
     /// Token boundaries are bpe-openai's own encoding's, the pieces that are
