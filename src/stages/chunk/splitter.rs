@@ -1,8 +1,10 @@
 //! Token-aware splitting that tokenizes each document exactly once.
 //!
 //! The text is pre-tokenized and BPE-encoded once (with GitHub's `bpe-openai`, which
-//! gives the same tokens as tiktoken; a piece that is itself a token is found in
-//! the vocabulary and skips the encoder), keeping each token's byte end. Split points
+//! gives the same tokens as tiktoken; cl100k_base's pieces are cut by hand over
+//! ASCII, a piece that is itself a token is found in the vocabulary, and a short
+//! piece the thread saw lately is not encoded again), keeping each token's byte
+//! end. Split points
 //! are then chosen on token boundaries only, scored by what precedes them: a
 //! heading, a blank line, a line end, a sentence end, a word start. Nothing is
 //! re-tokenized while searching, which is what makes this fast. Among cuts of
@@ -194,11 +196,16 @@ fn tokenize(encoding: Encoding, text: &str) -> Tokens {
     whole.lookup(|whole| {
         encoding.pretokenizer().split(text, |piece| {
             let mut pos = piece.as_ptr() as usize - base;
-            // A piece that is itself a token encodes as that token, as tiktoken
-            // encodes it; most pieces are (a word with its leading space).
-            if token_key(piece.as_bytes()).is_some_and(|k| whole.contains(k)) {
-                starts.push(pos);
-                piece_start.push(true);
+            // Most pieces are short and seen before (a word with its leading
+            // space), and most of those are one token, as tiktoken encodes it.
+            if let Some(mut lens) = whole.token_lens(piece.as_bytes(), &tok.bpe) {
+                let mut first = true;
+                while lens != 0 {
+                    starts.push(pos);
+                    piece_start.push(std::mem::take(&mut first));
+                    pos += (lens & 0xf) as usize;
+                    lens >>= 4;
+                }
                 return;
             }
             for (j, t) in tok
@@ -224,23 +231,39 @@ fn tokenize(encoding: Encoding, text: &str) -> Tokens {
 /// reads the table alone; a set of byte slices read each candidate's bytes
 /// too, a second cache miss per piece. About 2 MiB for cl100k_base, built on
 /// first use, so most lookups miss the CPU's caches: each thread keeps the
-/// last tokens it found in a small direct-mapped table in front of it
-/// ([`RECENT`]), where the frequent words of a text stay.
+/// pieces it encoded last, tokens or not, in a small direct-mapped table in
+/// front of it ([`Recent`]), where the frequent words of a text stay.
 struct TokenSet {
     all: std::collections::HashSet<u128, std::hash::BuildHasherDefault<KeyHasher>>,
     /// Which of a thread's [`RECENT`] tables is this set's.
     id: usize,
 }
 
-/// Slots in a thread's table of recently found tokens, per encoding: 256 KiB.
+/// Slots in a thread's table of recent pieces, per encoding: 384 KiB.
 const RECENT_SLOTS: usize = 16384;
 
+/// A thread's recent pieces of one encoding: in each slot (the one its key's
+/// hash picks) a piece's key and its tokens' byte lengths, four bits each
+/// from the low end (every token of a piece of 15 bytes or less is 1 to 15
+/// bytes long, so a 0 ends them). Key 0 (no piece) marks an empty slot.
+struct Recent {
+    keys: Box<[u128]>,
+    lens: Box<[u64]>,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Recent {
+            keys: vec![0; RECENT_SLOTS].into_boxed_slice(),
+            lens: vec![0; RECENT_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
 thread_local! {
-    /// Per encoding, tokens this thread found in a [`TokenSet`], each in the
-    /// slot its hash picks; 0 (the key of no piece) is an empty slot.
-    static RECENT: std::cell::RefCell<[Box<[u128]>; 2]> = std::cell::RefCell::new(
-        [vec![0; RECENT_SLOTS].into_boxed_slice(), vec![0; RECENT_SLOTS].into_boxed_slice()],
-    );
+    /// Per encoding, the pieces this thread encoded last.
+    static RECENT: std::cell::RefCell<[Recent; 2]> =
+        std::cell::RefCell::new([Recent::new(), Recent::new()]);
 }
 
 impl TokenSet {
@@ -262,23 +285,38 @@ impl TokenSet {
     }
 }
 
-/// A [`TokenSet`] with the thread's table of recently found tokens in front.
+/// A [`TokenSet`] with the thread's table of recent pieces in front.
 struct Lookup<'a> {
     all: &'a std::collections::HashSet<u128, std::hash::BuildHasherDefault<KeyHasher>>,
-    recent: &'a mut [u128],
+    recent: &'a mut Recent,
 }
 
 impl Lookup<'_> {
-    fn contains(&mut self, key: u128) -> bool {
+    /// The byte lengths of `piece`'s tokens, packed as in [`Recent`], for a
+    /// piece of up to 15 bytes: from the thread's recent pieces, else one
+    /// token if the piece is in the set, else the byte-pair encoder's.
+    fn token_lens(
+        &mut self,
+        piece: &[u8],
+        bpe: &bpe_openai::byte_pair_encoding::BytePairEncoding,
+    ) -> Option<u64> {
+        let key = token_key(piece)?;
         let slot = key_hash(key) as usize % RECENT_SLOTS;
-        if self.recent[slot] == key {
-            return true;
+        if self.recent.keys[slot] == key {
+            return Some(self.recent.lens[slot]);
         }
-        let found = self.all.contains(&key);
-        if found {
-            self.recent[slot] = key;
-        }
-        found
+        let lens = if self.all.contains(&key) {
+            piece.len() as u64
+        } else {
+            let tokens = bpe.encode_via_backtracking(piece);
+            tokens
+                .iter()
+                .rev()
+                .fold(0, |acc, &t| acc << 4 | bpe.token_len(t) as u64)
+        };
+        self.recent.keys[slot] = key;
+        self.recent.lens[slot] = lens;
+        Some(lens)
     }
 }
 
