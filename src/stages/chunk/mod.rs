@@ -6,6 +6,7 @@
 
 mod ascii;
 mod splitter;
+mod vocab;
 
 use std::sync::Arc;
 
