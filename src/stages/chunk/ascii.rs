@@ -1,19 +1,24 @@
-//! cl100k_base's pre-tokenizer over ASCII text, by hand.
+//! The OpenAI encodings' pre-tokenizers over ASCII text, by hand.
 //!
-//! The pattern (bpe-openai's form of tiktoken's, the look-ahead `\s+(?!\S)`
-//! written as a second pattern `\s+\s` that gives one character back):
+//! cl100k_base's pattern (bpe-openai's form of tiktoken's, the look-ahead
+//! `\s+(?!\S)` written as a second pattern `\s+\s` that gives one character
+//! back), and o200k_base's, which has no contractions of its own but after a
+//! word, splits words on case, and takes a `/` after symbols:
 //!
 //! ```text
-//! (?i:'s|'t|'re|'ve|'m|'ll|'d) | [^\r\n\p{L}\p{N}]?\p{L}+ | \p{N}{1,3}
-//!   | ?[^\s\p{L}\p{N}]+[\r\n]* | \s*[\r\n]+ | \s+$ | \s+\s | \s+
+//! cl100k: (?i:'s|'t|'re|'ve|'m|'ll|'d) | [^\r\n\p{L}\p{N}]?\p{L}+ | \p{N}{1,3}
+//!         | ?[^\s\p{L}\p{N}]+[\r\n]* | \s*[\r\n]+ | \s+$ | \s+\s | \s+
+//! o200k:  [^\r\n\p{L}\p{N}]?[\p{Lu}..]*[\p{Ll}..]+(?i:'s|..)?
+//!         | [^\r\n\p{L}\p{N}]?[\p{Lu}..]+[\p{Ll}..]*(?i:'s|..)? | \p{N}{1,3}
+//!         | ?[^\s\p{L}\p{N}]+[\r\n/]* | \s*[\r\n]+ | \s+$ | \s+\s | \s+
 //! ```
 //!
 //! tried in that order (leftmost-first) at the start of each piece. Over ASCII
 //! the classes are plain byte tests, and a piece is found in one pass with no
 //! search set-up, where the regex's lazy DFA spent about a fifth of a chunking
 //! run. Wherever a piece's end depends on a byte that is not ASCII (a letter,
-//! digit, space or case fold outside ASCII could continue or end it), [`piece_end`]
-//! answers `None` and the caller asks the regex: the two never disagree
+//! mark, digit, space or case fold outside ASCII could continue or end it),
+//! these answer `None` and the caller asks the regex: the two never disagree
 //! (`tests::ascii_pieces_are_the_regexs`).
 
 /// A byte the pieces' classes cannot judge alone.
@@ -45,29 +50,72 @@ fn run(text: &[u8], at: usize, class: impl Fn(u8) -> bool) -> Option<usize> {
     }
 }
 
-/// Where the piece starting at `at` ends, or `None` where only the regex can tell.
-pub(super) fn piece_end(text: &[u8], at: usize) -> Option<usize> {
-    let b = *text.get(at)?;
-    if wide(b) {
-        return None;
-    }
-    let next = text.get(at + 1).copied();
-    if next.is_some_and(wide) {
-        return None;
-    }
+/// Where cl100k_base's piece starting at `at` ends, or `None` where only the
+/// regex can tell.
+pub(super) fn cl100k_piece_end(text: &[u8], at: usize) -> Option<usize> {
+    let (b, next) = ascii_pair(text, at)?;
     if b == b'\'' {
         if let Some(end) = contraction(text, at) {
             return Some(end);
         }
     }
     // [^\r\n\p{L}\p{N}]?\p{L}+
+    if let Some(from) = word_start(b, next, at) {
+        return run(text, from, |b| b.is_ascii_alphabetic());
+    }
+    rest(text, at, false)
+}
+
+/// Where o200k_base's piece starting at `at` ends, or `None` where only the
+/// regex can tell.
+pub(super) fn o200k_piece_end(text: &[u8], at: usize) -> Option<usize> {
+    let (b, next) = ascii_pair(text, at)?;
+    match word_start(b, next, at) {
+        Some(from) => cased_word(text, from),
+        None => rest(text, at, true),
+    }
+}
+
+/// The byte at `at` and the one after it, if both are ASCII (a byte after a
+/// byte outside ASCII belongs to the same character and is not ASCII either).
+fn ascii_pair(text: &[u8], at: usize) -> Option<(u8, Option<u8>)> {
+    let b = *text.get(at)?;
+    let next = text.get(at + 1).copied();
+    (!wide(b) && !next.is_some_and(wide)).then_some((b, next))
+}
+
+/// `[^\r\n\p{L}\p{N}]?` before a letter: where the letters start, if they do.
+fn word_start(b: u8, next: Option<u8>, at: usize) -> Option<usize> {
     if b.is_ascii_alphabetic() {
-        return run(text, at, |b| b.is_ascii_alphabetic());
+        Some(at)
+    } else if !newline(b) && !b.is_ascii_digit() && next.is_some_and(|n| n.is_ascii_alphabetic()) {
+        Some(at + 1)
+    } else {
+        None
     }
-    if !newline(b) && !b.is_ascii_digit() && next.is_some_and(|n| n.is_ascii_alphabetic()) {
-        return run(text, at + 1, |b| b.is_ascii_alphabetic());
+}
+
+/// o200k_base's words from `from`, a letter: `[\p{Lu}..]*[\p{Ll}..]+`, or else
+/// `[\p{Lu}..]+[\p{Ll}..]*`, then `(?i:'s|'t|'re|'ve|'m|'ll|'d)?`. Over ASCII
+/// both are the capitals, then the small letters after them.
+fn cased_word(text: &[u8], from: usize) -> Option<usize> {
+    let capitals = run(text, from, |b| b.is_ascii_uppercase())?;
+    let end = run(text, capitals, |b| b.is_ascii_lowercase())?;
+    if text.get(end) != Some(&b'\'') {
+        return Some(end);
     }
-    // \p{N}{1,3}
+    if text.get(end + 1).is_some_and(|&b| wide(b)) {
+        return None;
+    }
+    Some(contraction(text, end).unwrap_or(end))
+}
+
+/// The alternatives after the words, at `at` (ASCII, and so is the next
+/// byte): `\p{N}{1,3}`, then ` ?[^\s\p{L}\p{N}]+[\r\n]*` (`[\r\n/]*` with
+/// `slash`, as o200k_base has it), then the whitespace ones.
+fn rest(text: &[u8], at: usize, slash: bool) -> Option<usize> {
+    let b = text[at];
+    let next = text.get(at + 1).copied();
     if b.is_ascii_digit() {
         let digits = text[at..]
             .iter()
@@ -79,7 +127,6 @@ pub(super) fn piece_end(text: &[u8], at: usize) -> Option<usize> {
             _ => Some(at + digits),
         };
     }
-    // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
     let others = if b == b' ' && next.is_some_and(other) {
         Some(at + 1)
     } else if other(b) {
@@ -89,7 +136,8 @@ pub(super) fn piece_end(text: &[u8], at: usize) -> Option<usize> {
     };
     if let Some(from) = others {
         let end = run(text, from, other)?;
-        return Some(end + text[end..].iter().take_while(|&&b| newline(b)).count());
+        let tail = |b: u8| newline(b) || (slash && b == b'/');
+        return Some(end + text[end..].iter().take_while(|&&b| tail(b)).count());
     }
     whitespace(text, at)
 }
