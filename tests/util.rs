@@ -224,9 +224,8 @@ pub fn create_bucket(endpoint: &str, bucket: &str) {
 /// ports, for tests that stop them; shut down when dropped, passed or failed.
 pub struct PrivateServices {
     pub dir: PathBuf,
-    /// PostgreSQL's port; Redis has the next one, then S3, then Kafka.
-    pub port: u16,
-    _ports: Ports,
+    /// PostgreSQL's port first; Redis has the next one, then S3, then Kafka.
+    ports: Ports,
     pg_opts: String,
     pub env: Services,
 }
@@ -234,11 +233,9 @@ pub struct PrivateServices {
 impl PrivateServices {
     /// Start them; `pg_opts` are extra PostgreSQL server options.
     pub fn start(pg_opts: &str) -> PrivateServices {
-        let ports = ports(4);
         let mut s = PrivateServices {
             dir: PathBuf::from(format!("/tmp/{}", unique("private"))),
-            port: ports.first,
-            _ports: ports,
+            ports: ports(4),
             pg_opts: pg_opts.to_string(),
             env: Services {
                 pg: String::new(),
@@ -258,10 +255,10 @@ impl PrivateServices {
             .arg(repo_root().join("scripts/services.sh"))
             .args(args)
             .env("SLUICE_SERVICES_DIR", &self.dir)
-            .env("SLUICE_PG_PORT", self.port.to_string())
-            .env("SLUICE_REDIS_PORT", (self.port + 1).to_string())
-            .env("SLUICE_S3_PORT", (self.port + 2).to_string())
-            .env("SLUICE_KAFKA_PORT", (self.port + 3).to_string())
+            .env("SLUICE_PG_PORT", self.ports.first.to_string())
+            .env("SLUICE_REDIS_PORT", (self.ports.first + 1).to_string())
+            .env("SLUICE_S3_PORT", (self.ports.first + 2).to_string())
+            .env("SLUICE_KAFKA_PORT", (self.ports.first + 3).to_string())
             .env("SLUICE_PG_OPTS", &self.pg_opts)
             // A restarted Redis keeps its data, as a production one would.
             .env("SLUICE_REDIS_OPTS", "--appendonly yes --appendfsync always")
