@@ -35,9 +35,9 @@ impl Encoding {
 
     fn whole_tokens(self) -> &'static TokenSet {
         static CL100K: std::sync::LazyLock<TokenSet> =
-            std::sync::LazyLock::new(|| TokenSet::new(bpe_openai::cl100k_base(), 0));
+            std::sync::LazyLock::new(|| TokenSet::new(Encoding::Cl100kBase));
         static O200K: std::sync::LazyLock<TokenSet> =
-            std::sync::LazyLock::new(|| TokenSet::new(bpe_openai::o200k_base(), 1));
+            std::sync::LazyLock::new(|| TokenSet::new(Encoding::O200kBase));
         match self {
             Encoding::Cl100kBase => &CL100K,
             Encoding::O200kBase => &O200K,

@@ -2,6 +2,8 @@
 //! where it can: the vocabulary's short tokens in a fixed set, and each
 //! thread's recent pieces in a small table in front of it.
 
+use super::splitter::Encoding;
+
 /// Every token of an encoding up to 15 bytes long, packed into a `u128`
 /// (see [`token_key`]), to find a piece that is one token without running
 /// the byte-pair encoder: bpe keeps its own lookup private. Packed, a lookup
@@ -12,7 +14,7 @@
 /// front of it ([`Recent`]), where the frequent words of a text stay.
 pub(super) struct TokenSet {
     all: std::collections::HashSet<u128, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Which of a thread's [`RECENT`] tables is this set's.
+    /// Which of a thread's [`RECENT`] tables is this set's: its encoding's.
     id: usize,
 }
 
@@ -38,17 +40,21 @@ impl Recent {
 }
 
 thread_local! {
-    /// Per encoding, the pieces this thread encoded last.
+    /// Per encoding (in [`Encoding`]'s order), the pieces this thread encoded last.
     static RECENT: std::cell::RefCell<[Recent; 2]> =
         std::cell::RefCell::new([Recent::new(), Recent::new()]);
 }
 
 impl TokenSet {
-    pub(super) fn new(tok: &'static bpe_openai::Tokenizer, id: usize) -> Self {
+    pub(super) fn new(encoding: Encoding) -> Self {
+        let tok = encoding.tokenizer();
         let n = tok.bpe.num_tokens();
         let mut all = std::collections::HashSet::with_capacity_and_hasher(n, Default::default());
         all.extend((0..n as u32).filter_map(|t| token_key(tok.bpe.token_bytes(t))));
-        TokenSet { all, id }
+        TokenSet {
+            all,
+            id: encoding as usize,
+        }
     }
 
     /// Run `f` with this set's lookup on this thread (see [`Lookup`]).
