@@ -212,7 +212,11 @@ pub struct OnlineStore {
 fn redis_err(what: &str, url: &str, e: redis::RedisError) -> ConnectorError {
     // NOSCRIPT: Redis restarted and lost the scripts; a reconnect loads them.
     let noscript = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+    // What the server says will pass (LOADING: a restarted Redis still reading
+    // its data back; TRYAGAIN, MASTERDOWN, CLUSTERDOWN), as the client classes it.
+    let busy = matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry);
     let retry = noscript
+        || busy
         || e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -380,5 +384,29 @@ impl OnlineStore {
                 .map_err(|e| redis_err("dropping an undo log", &self.server, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redis_err;
+
+    fn server_error(reply: &[u8]) -> redis::RedisError {
+        redis::parse_redis_value(reply)
+            .and_then(|v| v.extract_error())
+            .expect_err("an error reply")
+    }
+
+    /// A Redis restarted with persistence answers LOADING until its data is
+    /// read back: seen as a failed run (`outages::redis_stopped_mid_run...`)
+    /// when the sink reconnected too early. It is waited out, like a refused
+    /// connection; a script or command the server refuses is not.
+    #[test]
+    fn a_redis_still_loading_is_retried_and_a_refused_command_is_not() {
+        let url = "redis://127.0.0.1:1/";
+        let loading = server_error(b"-LOADING Redis is loading the dataset in memory\r\n");
+        assert!(redis_err("loading the write scripts", url, loading).retryable);
+        let refused = server_error(b"-ERR Error compiling script\r\n");
+        assert!(!redis_err("loading the write scripts", url, refused).retryable);
     }
 }
