@@ -123,8 +123,10 @@ impl Pretokenizer {
         use regex_automata::{Anchored, Input};
         let mut last = 0;
         while last < text.len() {
-            if let Some(end) = self.fast.and_then(|f| f(text.as_bytes(), last)) {
-                debug_assert!(end > last, "an empty piece at {last}");
+            let fast = self.fast.and_then(|f| f(text.as_bytes(), last));
+            debug_assert!(fast.is_none_or(|end| end > last), "an empty piece at {last}");
+            // Never an empty piece, even from a bug there: the regex takes over.
+            if let Some(end) = fast.filter(|&end| end > last) {
                 each(&text[last..end]);
                 last = end;
                 continue;
