@@ -20,43 +20,12 @@ import struct
 import sys
 
 import f32_tensors
+from onnx_proto import f_bytes, f_int, node
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "models", "all-minilm-l6-v2")
 TARGET = os.path.join(ROOT, "models", "all-minilm-l6-v2-fp32")
 HIDDEN, HEADS, LAYERS = 384, 12, 6
-
-# --- protobuf wire format ---------------------------------------------------
-
-
-def varint(n):
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(number, wire, payload):
-    return varint(number << 3 | wire) + payload
-
-
-def f_int(number, n):
-    return field(number, 0, varint(n))
-
-
-def f_bytes(number, data):
-    if isinstance(data, str):
-        data = data.encode()
-    return field(number, 2, varint(len(data)) + data)
-
-
-def f_float(number, x):
-    return field(number, 5, struct.pack("<f", x))
-
 
 # --- ONNX messages (onnx.proto field numbers) --------------------------------
 FLOAT, INT64 = 1, 7
@@ -64,21 +33,6 @@ FLOAT, INT64 = 1, 7
 
 def tensor(name, dims, data_type, raw):
     return b"".join(f_int(1, d) for d in dims) + f_int(2, data_type) + f_bytes(8, name) + f_bytes(9, raw)
-
-
-def attr(name, value):
-    if isinstance(value, float):
-        return f_bytes(1, name) + f_float(2, value) + f_int(20, 1)
-    if isinstance(value, int):
-        return f_bytes(1, name) + f_int(3, value) + f_int(20, 2)
-    if isinstance(value, list):
-        return f_bytes(1, name) + b"".join(f_int(8, v) for v in value) + f_int(20, 7)
-    raise TypeError(value)
-
-
-def node(op, inputs, outputs, **attrs):
-    return (b"".join(f_bytes(1, i) for i in inputs) + b"".join(f_bytes(2, o) for o in outputs)
-            + f_bytes(4, op) + b"".join(f_bytes(5, attr(k, v)) for k, v in attrs.items()))
 
 
 def value_info(name, elem, dims):

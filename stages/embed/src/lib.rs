@@ -58,7 +58,7 @@ pub enum Provider {
 
 /// ONNX Runtime's graph optimizations at session creation (`optimization`).
 /// `all` is fastest for most models; `off` saves memory (the quickstart's int8
-/// model: about 80 MiB of peak RSS at no measured cost in speed), while an fp32
+/// model: 30 to 70 MiB of peak RSS at no measured cost in speed), while an fp32
 /// model runs about 13% slower without them (benches/README.md, Memory).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
