@@ -147,6 +147,15 @@ def remaining(model_raw):
 
 
 def main(argv):
+    try:
+        return run(argv)
+    except (ValueError, IndexError, UnicodeDecodeError) as e:
+        print(f"{argv[-1] if argv[0] == '--check' else argv[0]}: not an ONNX model this script can read: {e}",
+              file=sys.stderr)
+        return 2
+
+
+def run(argv):
     if len(argv) == 2 and argv[0] == "--check":
         with open(argv[1], "rb") as f:
             left = remaining(f.read())

@@ -66,6 +66,8 @@ def node(op, inputs, outputs, name=None, **attrs):
 def read_varint(buf, i):
     n = shift = 0
     while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError(f"a varint runs past byte {i}")
         b = buf[i]
         i += 1
         n |= (b & 0x7F) << shift
@@ -84,11 +86,13 @@ def fields(buf):
         number, wire = key >> 3, key & 7
         if wire == VARINT:
             value, i = read_varint(buf, i)
-        elif wire == LEN:
-            n, i = read_varint(buf, i)
-            value, i = bytes(buf[i:i + n]), i + n
-        elif wire in (I64, I32):
-            n = 8 if wire == I64 else 4
+        elif wire in (LEN, I64, I32):
+            if wire == LEN:
+                n, i = read_varint(buf, i)
+            else:
+                n = 8 if wire == I64 else 4
+            if i + n > len(buf):
+                raise ValueError(f"a field at byte {start} runs past the end")
             value, i = bytes(buf[i:i + n]), i + n
         else:
             raise ValueError(f"protobuf wire type {wire} at byte {start}")
