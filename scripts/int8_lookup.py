@@ -51,22 +51,25 @@ class Node:
                 self.attrs[strings(a, 1)[0]] = (ints(a, 3) or [None])[0]
 
 
-def initializers(graph):
-    """{name: (dims, data_type)} of the graph's initializers."""
-    out = {}
-    for n, _, v, _ in graph:
-        if n == GRAPH_INIT:
-            t = fields(v)
-            out[strings(t, 8)[0]] = (ints(t, 1), (ints(t, 2) or [0])[0])
-    return out
+class Graph:
+    """A GraphProto's fields, parsed once: its nodes in order, its initializers
+    ({name: (dims, data_type)}) and the names of its outputs."""
+
+    def __init__(self, raw):
+        self.fields = fields(raw)
+        self.nodes = [Node(v) for n, _, v, _ in self.fields if n == GRAPH_NODE]
+        self.inits = {}
+        for n, _, v, _ in self.fields:
+            if n == GRAPH_INIT:
+                t = fields(v)
+                self.inits[strings(t, 8)[0]] = (ints(t, 1), (ints(t, 2) or [0])[0])
+        self.outputs = {strings(fields(v), 1)[0] for n, _, v, _ in self.fields if n == GRAPH_OUTPUT}
 
 
 def lookups(graph):
     """Each (cast, mul, gather, table, scale) whose gather reads a whole table
     dequantized by cast and mul, with no other reader of either product."""
-    nodes = [Node(v) for n, _, v, _ in graph if n == GRAPH_NODE]
-    inits = initializers(graph)
-    outputs = {strings(fields(v), 1)[0] for n, _, v, _ in graph if n == GRAPH_OUTPUT}
+    nodes, inits, outputs = graph.nodes, graph.inits, graph.outputs
     producer = {o: nd for nd in nodes for o in nd.outputs}
     readers = {}
     for nd in nodes:
@@ -97,16 +100,16 @@ def lookups(graph):
 
 
 def rewrite_graph(graph_raw):
-    graph = fields(graph_raw)
+    graph = Graph(graph_raw)
     found = lookups(graph)
     if not found:
         return graph_raw, 0
-    inits = initializers(graph)
-    names = {o for n, _, v, _ in graph if n == GRAPH_NODE for o in Node(v).outputs} | set(inits)
+    inits = graph.inits
+    names = {o for nd in graph.nodes for o in nd.outputs} | set(inits)
     dropped = {x.raw for cast, mul, _, _, _ in found for x in (cast, mul)}
     by_gather = {g.raw: (cast, mul, g, table, scale) for cast, mul, g, table, scale in found}
     out = []
-    for n, wire, v, raw in graph:
+    for n, wire, v, raw in graph.fields:
         if n == GRAPH_NODE and v in dropped:
             continue
         if n == GRAPH_NODE and v in by_gather:
@@ -143,7 +146,7 @@ def rewrite(model_raw):
 
 def remaining(model_raw):
     """How many lookups still dequantize their whole table."""
-    return sum(len(lookups(fields(v))) for n, _, v, _ in fields(model_raw) if n == MODEL_GRAPH)
+    return sum(len(lookups(Graph(v))) for n, _, v, _ in fields(model_raw) if n == MODEL_GRAPH)
 
 
 def main(argv):
