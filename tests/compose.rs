@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::docker::{base_image, build_image, container, ok, Api, LIMITS};
+use crate::docker::{base_image, build_image, container, Api, LIMITS};
 use crate::util;
+use crate::util::ok;
 
 /// The stand-in services' image, built once per content of `tests/compose/`
 /// and the tansu binary, and kept (a later run reuses it); the stand-ins of

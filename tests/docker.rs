@@ -5,6 +5,7 @@
 //! ingesting a mounted pipeline, see [`the_image_builds_and_its_daemon_ingests_a_mounted_pipeline`].
 
 use crate::util;
+use crate::util::ok;
 
 use clap::Parser;
 use sluice::cli::{Cli, Command};
@@ -238,17 +239,6 @@ pub(crate) fn container(tool: &str) -> std::process::Command {
 }
 
 pub(crate) const LIMITS: [&str; 4] = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096"];
-
-pub(crate) fn ok(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// The container and image a test made, removed however it ends.
 pub(crate) struct Built {

@@ -191,16 +191,11 @@ fn every_graph_optimization_level_gives_the_reference_vectors() {
 /// bit, with ONNX Runtime's graph optimizations off and on.
 #[test]
 fn the_default_models_lookups_dequantize_only_the_rows_they_gather() {
-    let check = std::process::Command::new("python3")
-        .arg(util::repo_root().join("scripts/int8_lookup.py"))
-        .arg("--check")
-        .arg(model_dir().join("model.onnx"))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
+    util::ok(
+        std::process::Command::new("python3")
+            .arg(util::repo_root().join("scripts/int8_lookup.py"))
+            .arg("--check")
+            .arg(model_dir().join("model.onnx")),
     );
     let source = tempfile::tempdir().unwrap();
     std::fs::copy(

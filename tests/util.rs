@@ -111,6 +111,19 @@ pub fn sluice_in(dir: &Path, args: &[&str]) -> Output {
         .expect("run sluice")
 }
 
+/// Run `cmd` to the end; fail the test, with its output, unless it succeeds.
+/// Its standard output, trimmed.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 pub fn fixtures() -> PathBuf {
     repo_root().join("tests/fixtures")
 }
